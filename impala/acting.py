@@ -1,0 +1,221 @@
+"""The actor: a batch of environments, a jitted policy step, unrolls streamed to the learner.
+
+The actor never waits for the learner between steps: uploads are asynchronous
+(at most `MAX_IN_FLIGHT` unanswered), and new weights are asked for at each unroll
+boundary and picked up at a later boundary once they have arrived.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+
+import grpc
+import jax
+import numpy as np
+
+from impala import config as config_lib
+from impala import environments, networks, types
+from impala.client import RETRYABLE, LearnerClient
+from impala.config import Config
+
+log = logging.getLogger("impala.actor")
+
+MAX_IN_FLIGHT = 2
+
+
+class Backoff:
+  """Exponential backoff with full jitter: 0.1 s doubling up to 5 s."""
+
+  def __init__(self, first: float = 0.1, cap: float = 5.0):
+    self.first, self.cap, self.attempt = first, cap, 0
+
+  def next(self) -> float:
+    self.attempt += 1
+    return random.uniform(0, min(self.cap, self.first * 2 ** self.attempt))
+
+  def reset(self):
+    self.attempt = 0
+
+
+def make_policy(network: networks.Network):
+  """`policy(params, rng, obs, first, state) -> (rng, action, logits, state)`, jitted."""
+
+  @jax.jit
+  def policy(params, rng, obs, first, state):
+    rng, key = jax.random.split(rng)
+    out, state = network.step(params, obs, first, state)
+    action = jax.random.categorical(key, out.logits).astype(np.int32)
+    return rng, action, out.logits, state
+
+  return policy
+
+
+class Actor:
+  """Runs environments with the learner's newest parameters and uploads unrolls."""
+
+  def __init__(self, config: Config):
+    self.config = config
+    self.actor_id = config.actor_id or f"{socket.gethostname()}-{os.getpid()}"
+    self.sequence = 0
+    self.frames = 0
+    self._run_key = None  # what the environments and network were built for
+
+  # --- Setting up from the handshake ----------------------------------------------
+
+  def _prepare(self, config: Config):
+    """Builds environments and policy; keeps them when a reconnect brings the same config."""
+    key = (config.env_id, repr(config.env_kwargs), config.num_envs, config.unroll_length,
+           config.seed, config.torso, config.hidden_sizes, config.lstm_size)
+    if key == self._run_key:
+      return
+    self._run_key, self.run_config = key, config
+    self.envs = environments.make(config.env_id, config.num_envs, config.env_kwargs)
+    self.spec = environments.spec_of(self.envs)
+    self.network = networks.make(config.torso, config.hidden_sizes, config.lstm_size,
+                                 self.spec.observation_shape, self.spec.num_actions)
+    self.policy = make_policy(self.network)
+    self.rng = jax.random.PRNGKey(config.seed)
+    n = config.num_envs
+    self.obs, _ = self.envs.reset(seed=config.seed)
+    self.done = np.zeros(n, bool)         # the current observation ends its episode
+    self.first = np.ones(n, bool)         # the current observation starts an episode
+    self.terminated = np.zeros(n, bool)
+    self.truncated = np.zeros(n, bool)
+    self.core_state = self.network.initial_state(n)
+    self.episode_return = np.zeros(n, np.float32)
+    self.episode_length = np.zeros(n, np.int32)
+
+  # --- Acting ----------------------------------------------------------------------
+
+  def unroll(self, params, params_version: int) -> tuple[types.Unroll, types.UnrollInfo]:
+    """Steps all environments `unroll_length` times.
+
+    The current observation is stored as obs_0 of this unroll and was obs_T of
+    the previous one: consecutive unrolls overlap by one observation, so the
+    learner can bootstrap from obs_T without the actor sending any step twice.
+    """
+    t_len, n = self.run_config.unroll_length, self.run_config.num_envs
+    obs = np.empty((t_len + 1, n) + self.spec.observation_shape, self.spec.observation_dtype)
+    terminated = np.empty((t_len + 1, n), bool)
+    truncated = np.empty((t_len + 1, n), bool)
+    actions = np.empty((t_len, n), np.int32)
+    rewards = np.empty((t_len, n), np.float32)
+    logits = np.empty((t_len, n, self.spec.num_actions), np.float32)
+    # The state the network uses at obs_0: zero where obs_0 starts an episode.
+    core_state = tuple(np.where(self.first[:, None], 0.0, s).astype(np.float32)
+                       for s in self.core_state)
+    returns, lengths = [], []
+
+    obs[0], terminated[0], truncated[0] = self.obs, self.terminated, self.truncated
+    for t in range(t_len):
+      self.rng, action, step_logits, self.core_state = self.policy(
+          params, self.rng, self.obs, self.first, self.core_state)
+      actions[t] = action
+      logits[t] = step_logits
+      self.obs, rewards[t], self.terminated, self.truncated, _ = self.envs.step(actions[t])
+      obs[t + 1], terminated[t + 1], truncated[t + 1] = self.obs, self.terminated, self.truncated
+      # A step taken from a final observation is the reset step: no reward, no length.
+      self.episode_return += rewards[t]
+      self.episode_length += ~self.done
+      self.first = self.done
+      self.done = self.terminated | self.truncated
+      if self.done.any():
+        returns.append(self.episode_return[self.done])
+        lengths.append(self.episode_length[self.done])
+        self.episode_return[self.done] = 0.0
+        self.episode_length[self.done] = 0
+
+    self.frames += t_len * n
+    info = types.UnrollInfo(
+        self.actor_id, self.sequence, params_version,
+        np.concatenate(returns) if returns else np.zeros(0, np.float32),
+        np.concatenate(lengths) if lengths else np.zeros(0, np.int32))
+    self.sequence += 1
+    unroll = types.Unroll(obs, terminated, truncated, actions, rewards, logits, core_state)
+    return unroll, info
+
+  def _act(self, client: LearnerClient, stop: threading.Event, max_unrolls: int | None):
+    version, params = client.decode_weights(client.weights(self.actor_id, 0).result())
+    params = jax.device_put(params)
+    weights = client.weights(self.actor_id, version)
+    in_flight = collections.deque()
+    while not stop.is_set() and (max_unrolls is None or self.sequence < max_unrolls):
+      unroll, info = self.unroll(params, version)
+      in_flight.append(client.upload(unroll, info))
+      while in_flight and (len(in_flight) > MAX_IN_FLIGHT or in_flight[0].done()):
+        in_flight.popleft().result()  # raises the RpcError of a failed upload
+      if weights.done():
+        newer = client.decode_weights(weights.result())
+        if newer is not None:
+          version, params = newer[0], jax.device_put(newer[1])
+        weights = client.weights(self.actor_id, version)
+    for future in in_flight:
+      future.result()
+
+  def run(self, stop: threading.Event, max_unrolls: int | None = None):
+    """Acts until `stop` is set (or `max_unrolls` were sent), reconnecting when the learner is away.
+
+    Raises grpc.RpcError for errors a reconnect cannot fix (e.g. a protocol mismatch).
+    """
+    backoff = Backoff()
+    while not stop.is_set() and (max_unrolls is None or self.sequence < max_unrolls):
+      client = LearnerClient(self.config)
+      try:
+        _, config = client.hello(self.actor_id)
+        backoff.reset()
+        self._prepare(config)
+        self._act(client, stop, max_unrolls)
+      except grpc.RpcError as e:
+        if e.code() not in RETRYABLE:
+          raise
+        delay = backoff.next()
+        log.info("learner %s unavailable (%s); retrying in %.1f s", self.config.grpc_host,
+                 e.code().name, delay)
+        stop.wait(delay)
+      finally:
+        client.close()
+
+
+def _die_with_parent():
+  """Local actors (started by the learner) exit when the learner dies, even by SIGKILL."""
+  parent = os.environ.get("IMPALA_PARENT_PID")
+  if not parent or not sys.platform.startswith("linux"):
+    return
+  import ctypes
+  pr_set_pdeathsig = 1
+  ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+  if os.getppid() != int(parent):  # the parent died before prctl took effect
+    sys.exit(0)
+
+
+def main(argv=None) -> int:
+  try:
+    config = config_lib.from_args(argv, description="IMPALA actor (gRPC client).")
+  except config_lib.ConfigError as e:
+    print(f"actor_client.py: error: {e}", file=sys.stderr)
+    return 2
+  logging.basicConfig(format="%(asctime)s actor %(message)s")
+  log.setLevel(logging.INFO)
+  _die_with_parent()
+  stop = threading.Event()
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda *_: stop.set())
+  actor = Actor(config)
+  try:
+    actor.run(stop)
+  except grpc.RpcError as e:
+    print(f"actor_client.py: error: learner {config.grpc_host} refused: "
+          f"{e.code().name}: {e.details()}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

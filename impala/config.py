@@ -1,0 +1,169 @@
+"""The one configuration shared by the learner and the actors.
+
+Every field has a default (a known-good CartPole-v1 setup), a one-line description
+and a check. Command-line flags (`--field-name`) and environment variables
+(`IMPALA_FIELD_NAME`, plus `GRPC_HOST` for the actor) only fill it in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Sequence
+
+TORSOS = ("mlp", "shallow", "deep")
+
+
+class ConfigError(ValueError):
+  """A bad configuration value; the message is one line meant for the user."""
+
+
+def _field(default, doc: str, **kwargs):
+  if isinstance(default, (dict, list)):
+    return dataclasses.field(default_factory=lambda: type(default)(default),
+                             metadata={"doc": doc, **kwargs})
+  return dataclasses.field(default=default, metadata={"doc": doc, **kwargs})
+
+
+@dataclasses.dataclass
+class Config:
+  """IMPALA hyperparameters and deployment settings (learner and actor)."""
+
+  # Environment (sent to actors in the handshake).
+  env_id: str = _field("CartPole-v1", "gymnasium environment id")
+  env_kwargs: dict = _field({}, "extra keyword arguments for the environment, as JSON")
+  num_envs: int = _field(32, "environments per actor, stepped as one batch")
+  unroll_length: int = _field(20, "steps per unroll (T)")
+  seed: int = _field(0, "seed of parameters, environments and sampling")
+
+  # Network (sent to actors in the handshake).
+  torso: str = _field("mlp", "network torso", choices=TORSOS)
+  hidden_sizes: tuple = _field((64, 64), "layer sizes of the MLP torso, comma-separated")
+  lstm_size: int = _field(0, "size of the LSTM core; 0 for none")
+
+  # Learning (learner only).
+  batch_size: int = _field(2, "unrolls per update (each holds num_envs environments)")
+  discount: float = _field(0.99, "discount factor gamma")
+  learning_rate: float = _field(1e-3, "RMSProp learning rate")
+  rmsprop_decay: float = _field(0.99, "RMSProp decay of the squared-gradient average")
+  rmsprop_eps: float = _field(0.01, "RMSProp epsilon")
+  max_grad_norm: float = _field(40.0, "clip gradients to this global norm")
+  baseline_cost: float = _field(0.5, "weight of the value loss")
+  entropy_cost: float = _field(0.01, "weight of the entropy bonus")
+  clip_rho: float = _field(1.0, "V-trace clipping of importance weights (rho-bar)")
+  clip_pg_rho: float = _field(1.0, "V-trace clipping of the policy-gradient weights")
+  max_abs_reward: float = _field(0.0, "clip rewards to [-x, x] in the loss; 0 for no clipping")
+  queue_size: int = _field(64, "unrolls the learner holds before actors must wait")
+
+  # Run control (learner only).
+  port: int = _field(50051, "port of the learner's gRPC server (0: any free port)")
+  local_actors: int = _field(0, "actor processes the learner starts on this machine")
+  max_frames: int = _field(0, "stop after this many environment frames; 0 for no cap")
+  max_seconds: float = _field(0.0, "stop after this many seconds; 0 for no cap")
+  stop_at_return: float = _field(math.nan, "stop once the 100-episode mean return reaches this")
+  log_every: float = _field(5.0, "seconds between progress lines")
+  max_message_mb: int = _field(64, "largest gRPC message, MiB, on both sides")
+
+  # Actor only.
+  grpc_host: str = _field("localhost:50051", "learner address host:port (env GRPC_HOST)",
+                          env="GRPC_HOST")
+  actor_id: str = _field("", "stable actor id; default: hostname-pid")
+  rpc_timeout: float = _field(30.0, "deadline of one RPC, seconds")
+
+  def __post_init__(self):
+    self.hidden_sizes = tuple(self.hidden_sizes)
+    positive = ("num_envs", "unroll_length", "batch_size", "queue_size", "max_message_mb",
+                "learning_rate", "rmsprop_eps", "max_grad_norm", "log_every", "rpc_timeout")
+    for name in positive:
+      if not getattr(self, name) > 0:
+        _bad(name, getattr(self, name), "must be > 0")
+    non_negative = ("lstm_size", "local_actors", "max_frames", "max_seconds", "baseline_cost",
+                    "entropy_cost", "max_abs_reward", "seed")
+    for name in non_negative:
+      if not getattr(self, name) >= 0:
+        _bad(name, getattr(self, name), "must be >= 0")
+    if self.torso not in TORSOS:
+      _bad("torso", self.torso, f"allowed: {', '.join(TORSOS)}")
+    if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
+      _bad("hidden_sizes", self.hidden_sizes, "must be one or more positive sizes")
+    if not 0.0 <= self.discount <= 1.0:
+      _bad("discount", self.discount, "must be in [0, 1]")
+    if not 0.0 <= self.rmsprop_decay < 1.0:
+      _bad("rmsprop_decay", self.rmsprop_decay, "must be in [0, 1)")
+    for name in ("clip_rho", "clip_pg_rho"):
+      if not getattr(self, name) >= 1.0:
+        _bad(name, getattr(self, name), "must be >= 1.0")
+    if not 0 <= self.port <= 65535:
+      _bad("port", self.port, "must be in [0, 65535]")
+    if self.grpc_host.rpartition(":")[0] == "" or not self.grpc_host.rpartition(":")[2].isdigit():
+      _bad("grpc_host", self.grpc_host, "must be host:port, e.g. localhost:50051")
+    if not isinstance(self.env_kwargs, dict):
+      _bad("env_kwargs", self.env_kwargs, "must be a JSON object")
+
+  @property
+  def max_message_bytes(self) -> int:
+    return self.max_message_mb * 1024 * 1024
+
+
+def _bad(name: str, value: Any, allowed: str):
+  raise ConfigError(f"bad value for --{name.replace('_', '-')}: {value!r} ({allowed})")
+
+
+def _parse(field: dataclasses.Field, text: str) -> Any:
+  """Turns flag or environment text into the field's type, or raises ConfigError."""
+  kind = type(field.default) if field.default is not dataclasses.MISSING else dict
+  try:
+    if kind is tuple:
+      return tuple(int(x) for x in text.split(",") if x.strip())
+    if kind is dict:
+      value = json.loads(text)
+      if not isinstance(value, dict):
+        raise ValueError
+      return value
+    return kind(text)
+  except ValueError:
+    what = {tuple: "comma-separated integers", dict: "a JSON object"}.get(kind, kind.__name__)
+    raise ConfigError(
+        f"bad value for --{field.name.replace('_', '-')}: {text!r} (expected {what})") from None
+
+
+def env_name(field: dataclasses.Field) -> str:
+  return field.metadata.get("env", "IMPALA_" + field.name.upper())
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+
+  def error(self, message):
+    raise ConfigError(message)
+
+
+def from_args(argv: Sequence[str] | None = None, description: str = "",
+              environ: dict | None = None) -> Config:
+  """Builds a Config from defaults, then environment variables, then flags."""
+  environ = os.environ if environ is None else environ
+  parser = _ArgumentParser(description=description)
+  fields = dataclasses.fields(Config)
+  for field in fields:
+    choices = field.metadata.get("choices")
+    parser.add_argument(
+        "--" + field.name.replace("_", "-"), dest=field.name, default=None, metavar="X",
+        help=f"{field.metadata['doc']} (default: {_default(field)!r}; env {env_name(field)})"
+        + (f"; one of {', '.join(choices)}" if choices else ""))
+  args = parser.parse_args(argv)
+  values = {}
+  for field in fields:
+    text = getattr(args, field.name)
+    if text is None:
+      text = environ.get(env_name(field))
+    if text is not None:
+      values[field.name] = _parse(field, text)
+  return Config(**values)
+
+
+def _default(field: dataclasses.Field):
+  if field.default_factory is not dataclasses.MISSING:
+    return field.default_factory()
+  return field.default

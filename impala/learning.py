@@ -1,0 +1,235 @@
+"""The learner: a bounded queue of unrolls, a batcher thread and one jitted `sgd_step`.
+
+Its whole surface toward actors is `hello`, `enqueue` and `params_for_actor`; it
+knows nothing of gRPC (server.py adapts it), so it can be tested in-process.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import queue
+import threading
+import time
+import uuid
+from typing import Callable, NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+from impala import environments, losses, networks, types
+from impala.config import Config
+
+
+class InvalidUnroll(ValueError):
+  """An unroll that does not match the run's configuration; the message names the field."""
+
+
+class QueueFull(RuntimeError):
+  """The trajectory queue stayed full: the actor should retry later."""
+
+
+class TrainingState(NamedTuple):
+  params: dict
+  opt_state: optax.OptState
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+  return optax.chain(
+      optax.clip_by_global_norm(config.max_grad_norm),
+      optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=config.rmsprop_eps))
+
+
+def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
+  """`sgd_step(state, batch) -> (state, metrics)`, jitted."""
+
+  @jax.jit
+  def sgd_step(state: TrainingState, batch: types.Unroll):
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics.update(grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params))
+    return TrainingState(params, opt_state), metrics
+
+  return sgd_step
+
+
+def make_network(config: Config, spec: environments.EnvSpec) -> networks.Network:
+  return networks.make(config.torso, config.hidden_sizes, config.lstm_size,
+                       spec.observation_shape, spec.num_actions)
+
+
+def stack(unrolls: list[types.Unroll]) -> types.Unroll:
+  """Concatenates unrolls along the batch axis (axis 1; axis 0 for core states)."""
+  fields = [np.concatenate(parts, axis=1) for parts in zip(*(u[:-1] for u in unrolls))]
+  core = tuple(np.concatenate(parts, axis=0) for parts in zip(*(u.core_state for u in unrolls)))
+  return types.Unroll(*fields, core)
+
+
+@dataclasses.dataclass
+class Stats:
+  """Counters of a run; read them under `Learner.lock`."""
+  frames: int = 0                  # environment steps consumed by updates
+  updates: int = 0
+  unrolls_accepted: int = 0
+  unrolls_rejected: int = 0
+  episodes: int = 0
+  returns: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=100))
+  policy_lag: float = 0.0          # mean over the last batch: learner version - acting version
+  metrics: dict = dataclasses.field(default_factory=dict)  # of the last update, on device
+
+  @property
+  def return_mean_100(self) -> float:
+    return float(np.mean(self.returns)) if self.returns else float("nan")
+
+
+class Learner:
+  """Consumes unrolls from actors, updates parameters, hands out versioned params."""
+
+  def __init__(self, config: Config, spec: environments.EnvSpec | None = None):
+    self.config = config
+    self.spec = spec or environments.describe(config.env_id, config.env_kwargs)
+    self.run_id = uuid.uuid4().hex[:12]
+    self.network = make_network(config, self.spec)
+    loss_fn = losses.impala_loss(
+        self.network.unroll, discount=config.discount, baseline_cost=config.baseline_cost,
+        entropy_cost=config.entropy_cost, clip_rho=config.clip_rho,
+        clip_pg_rho=config.clip_pg_rho, max_abs_reward=config.max_abs_reward)
+    optimizer = make_optimizer(config)
+    params = self.network.init(jax.random.PRNGKey(config.seed))
+    self._state = TrainingState(params, optimizer.init(params))
+    self._sgd_step = make_sgd_step(loss_fn, optimizer)
+
+    self.lock = threading.Lock()
+    self.stats = Stats()
+    self.version = 1                 # actors start with version 0: "nothing yet"
+    self._host_params = (0, None)    # (version, numpy params), fetched on demand
+    self._actors: dict[str, int] = {}
+    self.last_seen: dict[str, float] = {}
+    self._unrolls: queue.Queue = queue.Queue(config.queue_size)
+    self._batches: queue.Queue = queue.Queue(2)
+    self._stop = threading.Event()
+    self._batcher = threading.Thread(target=self._batch_loop, name="batcher", daemon=True)
+    self._batcher.start()
+
+  # --- The actors' side -------------------------------------------------------------
+
+  def hello(self, actor_id: str) -> tuple[int, int]:
+    """Registers an actor; returns its (stable) index and the seed of its environments."""
+    with self.lock:
+      index = self._actors.setdefault(actor_id, len(self._actors))
+      self.last_seen[actor_id] = time.monotonic()
+    seed = int(np.random.SeedSequence([self.config.seed, index]).generate_state(1)[0])
+    return index, seed
+
+  def enqueue(self, unroll: types.Unroll, info: types.UnrollInfo, timeout: float = 5.0):
+    """Checks an unroll against the configuration and queues it for training."""
+    try:
+      self.check(unroll)
+    except InvalidUnroll:
+      with self.lock:
+        self.stats.unrolls_rejected += 1
+      raise
+    try:
+      self._unrolls.put((unroll, info), timeout=timeout)
+    except queue.Full:
+      raise QueueFull(f"trajectory queue full ({self.config.queue_size} unrolls)") from None
+    with self.lock:
+      self.stats.unrolls_accepted += 1
+      self.stats.episodes += len(info.episode_returns)
+      self.stats.returns.extend(info.episode_returns.tolist())
+      self.last_seen[info.actor_id] = time.monotonic()
+
+  def params_for_actor(self) -> tuple[int, dict]:
+    """(version, numpy params) of the newest parameters; fetched from the device once per version."""
+    with self.lock:
+      version, params = self.version, self._state.params
+      if self._host_params[0] != version:
+        self._host_params = (version, jax.device_get(params))
+      return self._host_params
+
+  def check(self, unroll: types.Unroll):
+    """Raises InvalidUnroll naming the first field that does not fit the configuration."""
+    c, spec = self.config, self.spec
+    t, n, a = c.unroll_length, c.num_envs, spec.num_actions
+    expected = {
+        "observations": ((t + 1, n) + spec.observation_shape, spec.observation_dtype),
+        "terminated": ((t + 1, n), np.dtype(bool)),
+        "truncated": ((t + 1, n), np.dtype(bool)),
+        "actions": ((t, n), np.dtype(np.int32)),
+        "rewards": ((t, n), np.dtype(np.float32)),
+        "behaviour_logits": ((t, n, a), np.dtype(np.float32)),
+    }
+    for name, (shape, dtype) in expected.items():
+      value = getattr(unroll, name)
+      if value.dtype != dtype or value.shape != shape:
+        raise InvalidUnroll(f"{name}: expected {dtype.name}{list(shape)}, "
+                            f"got {value.dtype.name}{list(value.shape)}")
+    for name in ("rewards", "behaviour_logits") + (
+        ("observations",) if spec.observation_dtype.kind == "f" else ()):
+      if not np.isfinite(getattr(unroll, name)).all():
+        raise InvalidUnroll(f"{name}: contains NaN or infinity")
+    if unroll.actions.size and not (0 <= unroll.actions.min() and unroll.actions.max() < a):
+      raise InvalidUnroll(f"actions: out of range [0, {a})")
+    state_shape = (n, c.lstm_size)
+    if c.lstm_size:
+      if len(unroll.core_state) != 2 or any(
+          s.shape != state_shape or s.dtype != np.float32 for s in unroll.core_state):
+        raise InvalidUnroll(f"core_state: expected 2 float32{list(state_shape)}")
+    elif unroll.core_state:
+      raise InvalidUnroll("core_state: this network has no LSTM, expected none")
+
+  # --- Training ---------------------------------------------------------------------
+
+  def _batch_loop(self):
+    """Assembles the next batch (and copies it to the device) while the update runs."""
+    pending = []
+    while not self._stop.is_set():
+      try:
+        pending.append(self._unrolls.get(timeout=0.1))
+      except queue.Empty:
+        continue
+      if len(pending) == self.config.batch_size:
+        unrolls, infos = zip(*pending)
+        pending = []
+        batch = jax.device_put(stack(list(unrolls)))
+        while not self._stop.is_set():
+          try:
+            self._batches.put((batch, infos), timeout=0.1)
+            break
+          except queue.Full:
+            continue
+
+  def compile(self):
+    """Compiles `sgd_step` ahead of the first batch (run it while actors start)."""
+    c, spec = self.config, self.spec
+    t, b = c.unroll_length, c.num_envs * c.batch_size
+    dummy = types.Unroll(
+        observations=np.zeros((t + 1, b) + spec.observation_shape, spec.observation_dtype),
+        terminated=np.zeros((t + 1, b), bool), truncated=np.zeros((t + 1, b), bool),
+        actions=np.zeros((t, b), np.int32), rewards=np.zeros((t, b), np.float32),
+        behaviour_logits=np.zeros((t, b, spec.num_actions), np.float32),
+        core_state=self.network.initial_state(b))
+    jax.block_until_ready(self._sgd_step(self._state, jax.device_put(dummy)))
+
+  def step(self, timeout: float = 0.1) -> bool:
+    """Runs one update if a batch is ready within `timeout`; returns whether it did."""
+    try:
+      batch, infos = self._batches.get(timeout=timeout)
+    except queue.Empty:
+      return False
+    state, metrics = self._sgd_step(self._state, batch)
+    acted = np.array([info.params_version for info in infos])
+    with self.lock:
+      self.stats.policy_lag = float(np.mean(self.version - acted))
+      self._state = state
+      self.version += 1
+      self.stats.updates += 1
+      self.stats.frames += self.config.unroll_length * batch.actions.shape[1]
+      self.stats.metrics = metrics
+    return True
+
+  def close(self):
+    self._stop.set()
+    self._batcher.join(timeout=5)

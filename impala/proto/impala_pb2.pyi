@@ -1,0 +1,117 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Tensor(_message.Message):
+    __slots__ = ("dtype", "shape", "data")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class HelloRequest(_message.Message):
+    __slots__ = ("actor_id", "protocol_version")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    actor_id: str
+    protocol_version: int
+    def __init__(self, actor_id: _Optional[str] = ..., protocol_version: _Optional[int] = ...) -> None: ...
+
+class NetworkSpec(_message.Message):
+    __slots__ = ("torso", "hidden_sizes", "lstm_size")
+    TORSO_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_SIZES_FIELD_NUMBER: _ClassVar[int]
+    LSTM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    torso: str
+    hidden_sizes: _containers.RepeatedScalarFieldContainer[int]
+    lstm_size: int
+    def __init__(self, torso: _Optional[str] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., lstm_size: _Optional[int] = ...) -> None: ...
+
+class Setup(_message.Message):
+    __slots__ = ("protocol_version", "run_id", "actor_index", "seed", "env_id", "env_kwargs_json", "num_envs", "unroll_length", "network")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    ENV_ID_FIELD_NUMBER: _ClassVar[int]
+    ENV_KWARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    NUM_ENVS_FIELD_NUMBER: _ClassVar[int]
+    UNROLL_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: int
+    run_id: str
+    actor_index: int
+    seed: int
+    env_id: str
+    env_kwargs_json: str
+    num_envs: int
+    unroll_length: int
+    network: NetworkSpec
+    def __init__(self, protocol_version: _Optional[int] = ..., run_id: _Optional[str] = ..., actor_index: _Optional[int] = ..., seed: _Optional[int] = ..., env_id: _Optional[str] = ..., env_kwargs_json: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ...) -> None: ...
+
+class Unroll(_message.Message):
+    __slots__ = ("actor_id", "sequence", "params_version", "observations", "terminated", "truncated", "actions", "rewards", "behaviour_logits", "core_state", "episode_returns", "episode_lengths")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    TERMINATED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    BEHAVIOUR_LOGITS_FIELD_NUMBER: _ClassVar[int]
+    CORE_STATE_FIELD_NUMBER: _ClassVar[int]
+    EPISODE_RETURNS_FIELD_NUMBER: _ClassVar[int]
+    EPISODE_LENGTHS_FIELD_NUMBER: _ClassVar[int]
+    actor_id: str
+    sequence: int
+    params_version: int
+    observations: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    actions: Tensor
+    rewards: Tensor
+    behaviour_logits: Tensor
+    core_state: _containers.RepeatedCompositeFieldContainer[Tensor]
+    episode_returns: Tensor
+    episode_lengths: Tensor
+    def __init__(self, actor_id: _Optional[str] = ..., sequence: _Optional[int] = ..., params_version: _Optional[int] = ..., observations: _Optional[_Union[Tensor, _Mapping]] = ..., terminated: _Optional[_Union[Tensor, _Mapping]] = ..., truncated: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., behaviour_logits: _Optional[_Union[Tensor, _Mapping]] = ..., core_state: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., episode_returns: _Optional[_Union[Tensor, _Mapping]] = ..., episode_lengths: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class UploadReply(_message.Message):
+    __slots__ = ("learner_version",)
+    LEARNER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    learner_version: int
+    def __init__(self, learner_version: _Optional[int] = ...) -> None: ...
+
+class WeightsRequest(_message.Message):
+    __slots__ = ("actor_id", "have_version")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    HAVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    actor_id: str
+    have_version: int
+    def __init__(self, actor_id: _Optional[str] = ..., have_version: _Optional[int] = ...) -> None: ...
+
+class Param(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: Tensor
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class Weights(_message.Message):
+    __slots__ = ("version", "not_modified", "params")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    not_modified: bool
+    params: _containers.RepeatedCompositeFieldContainer[Param]
+    def __init__(self, version: _Optional[int] = ..., not_modified: _Optional[bool] = ..., params: _Optional[_Iterable[_Union[Param, _Mapping]]] = ...) -> None: ...

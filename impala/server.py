@@ -1,0 +1,89 @@
+"""The learner's gRPC service (transport layer): protobuf in, arrays to the Learner, bytes out.
+
+Bad input is answered with a precise status and message and never reaches the
+update: INVALID_ARGUMENT for a malformed unroll, FAILED_PRECONDITION for a
+protocol mismatch, RESOURCE_EXHAUSTED when the trajectory queue stays full.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from impala import codec, learning
+from impala.proto import impala_pb2 as pb
+
+SERVICE_NAME = "impala.v1.Learner"
+
+
+def channel_options(max_message_bytes: int) -> list:
+  return [("grpc.max_send_message_length", max_message_bytes),
+          ("grpc.max_receive_message_length", max_message_bytes)]
+
+
+class LearnerService:
+  """Implements the Learner service on top of a `learning.Learner`."""
+
+  def __init__(self, learner: learning.Learner):
+    self.learner = learner
+    self._weights_lock = threading.Lock()
+    self._weights = (0, b"")  # (version, serialized Weights): each version serialized once
+
+  def Hello(self, request: pb.HelloRequest, context) -> pb.Setup:
+    if request.protocol_version != codec.PROTOCOL_VERSION:
+      context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                    f"protocol version mismatch: actor speaks impala.v{request.protocol_version}, "
+                    f"learner speaks impala.v{codec.PROTOCOL_VERSION}")
+    if not request.actor_id:
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must not be empty")
+    index, seed = self.learner.hello(request.actor_id)
+    return codec.encode_setup(self.learner.config, self.learner.run_id, index, seed)
+
+  def Upload(self, request: pb.Unroll, context) -> pb.UploadReply:
+    try:
+      unroll, info = codec.decode_unroll(request)
+      self.learner.enqueue(unroll, info)
+    except (codec.DecodeError, learning.InvalidUnroll) as e:
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+    except learning.QueueFull as e:
+      context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+    return pb.UploadReply(learner_version=self.learner.version)
+
+  def GetWeights(self, request: pb.WeightsRequest, context) -> bytes:
+    """Returns serialized bytes: the method's response serializer is the identity."""
+    if request.have_version == self.learner.version:
+      return codec.NOT_MODIFIED
+    with self._weights_lock:
+      version, params = self.learner.params_for_actor()
+      if self._weights[0] != version:
+        self._weights = (version, codec.encode_weights(version, params))
+      return self._weights[1]
+
+
+def create_server(learner: learning.Learner, port: int, address: str = "[::]",
+                  max_workers: int = 16) -> tuple[grpc.Server, int, health.HealthServicer]:
+  """A started server; returns it, the port it bound (useful with port 0) and its health servicer."""
+  service = LearnerService(learner)
+  server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                       options=channel_options(learner.config.max_message_bytes))
+  handlers = {
+      "Hello": grpc.unary_unary_rpc_method_handler(
+          service.Hello, pb.HelloRequest.FromString, pb.Setup.SerializeToString),
+      "Upload": grpc.unary_unary_rpc_method_handler(
+          service.Upload, pb.Unroll.FromString, pb.UploadReply.SerializeToString),
+      "GetWeights": grpc.unary_unary_rpc_method_handler(
+          service.GetWeights, pb.WeightsRequest.FromString, lambda serialized: serialized),
+  }
+  server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)])
+  health_servicer = health.HealthServicer()
+  health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+  bound = server.add_insecure_port(f"{address}:{port}")
+  if bound == 0:
+    raise OSError(f"cannot bind gRPC port {address}:{port}")
+  server.start()
+  for name in ("", SERVICE_NAME):
+    health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+  return server, bound, health_servicer

@@ -1,0 +1,114 @@
+"""The learner program: gRPC server, update loop, local actors, progress and stop conditions."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+from impala import config as config_lib
+from impala import learning, server
+
+# Seconds between SIGTERM and SIGKILL for local actors.
+ACTOR_GRACE = 5.0
+
+
+def start_local_actors(count: int, port: int) -> list[subprocess.Popen]:
+  """Actor processes on this machine, each in its own session (Ctrl-C goes to the learner only)."""
+  children = []
+  for i in range(count):
+    env = dict(os.environ, GRPC_HOST=f"localhost:{port}", IMPALA_ACTOR_ID=f"local-{i}",
+               IMPALA_PARENT_PID=str(os.getpid()))
+    children.append(subprocess.Popen([sys.executable, "-m", "impala.acting"], env=env,
+                                     start_new_session=True))
+  return children
+
+
+def stop_processes(children: list[subprocess.Popen]):
+  for child in children:
+    if child.poll() is None:
+      child.terminate()
+  deadline = time.monotonic() + ACTOR_GRACE
+  for child in children:
+    try:
+      child.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+      child.kill()
+      child.wait()
+
+
+def progress_line(learner: learning.Learner, elapsed: float, rates: tuple[float, float]) -> str:
+  s = learner.stats
+  now = time.monotonic()
+  connected = sum(now - seen < 10.0 for seen in learner.last_seen.values())
+  return (f"[{elapsed:7.1f}s] frames {s.frames:>10,} ({rates[0]:>9,.0f}/s)  updates {s.updates:>7,} "
+          f"({rates[1]:>6,.1f}/s)  return {s.return_mean_100:7.1f} (last {len(s.returns)})  "
+          f"lag {s.policy_lag:4.1f}  actors {connected}  rejected {s.unrolls_rejected}")
+
+
+def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
+  """Runs the learner until a stop condition; returns the summary and the exit status."""
+  learner = learning.Learner(config)
+  grpc_server, port, health = server.create_server(learner, config.port)
+  print(f"learner serving on port {port} (run {learner.run_id}); "
+        f"{config.local_actors} local actors", file=sys.stderr, flush=True)
+  children = start_local_actors(config.local_actors, port)
+  target = config.stop_at_return
+  reason, status = "interrupted", 130
+  try:
+    learner.compile()
+    last_log, last_counts = time.monotonic(), (0, 0)
+    while True:
+      learner.step()
+      now = time.monotonic()
+      elapsed = now - started
+      with learner.lock:
+        frames, updates = learner.stats.frames, learner.stats.updates
+        returns = learner.stats.returns
+        reached = len(returns) == returns.maxlen and learner.stats.return_mean_100 >= target
+      if now - last_log >= config.log_every:
+        rates = ((frames - last_counts[0]) / (now - last_log),
+                 (updates - last_counts[1]) / (now - last_log))
+        print(progress_line(learner, elapsed, rates), file=sys.stderr, flush=True)
+        last_log, last_counts = now, (frames, updates)
+      if reached:
+        reason, status = "stop_at_return", 0
+      elif config.max_frames and frames >= config.max_frames:
+        reason = "max_frames"
+      elif config.max_seconds and elapsed >= config.max_seconds:
+        reason = "max_seconds"
+      else:
+        continue
+      if reason != "stop_at_return":
+        status = 1 if not math.isnan(target) else 0
+      break
+  except KeyboardInterrupt:
+    pass
+  finally:
+    health.enter_graceful_shutdown()
+    stop_processes(children)
+    grpc_server.stop(grace=1.0).wait()
+    learner.close()
+  s = learner.stats
+  elapsed = time.monotonic() - started
+  summary = dict(frames=s.frames, updates=s.updates, seconds=round(elapsed, 2),
+                 frames_per_second=round(s.frames / elapsed, 1), episodes=s.episodes,
+                 return_mean_100=s.return_mean_100, reached_target=reason == "stop_at_return",
+                 stop_reason=reason, unrolls_accepted=s.unrolls_accepted,
+                 unrolls_rejected=s.unrolls_rejected)
+  return summary, status
+
+
+def main(argv=None, started: float | None = None) -> int:
+  started = time.monotonic() if started is None else started
+  try:
+    config = config_lib.from_args(argv, description="IMPALA learner (gRPC server).")
+  except config_lib.ConfigError as e:
+    print(f"learner_server.py: error: {e}", file=sys.stderr)
+    return 2
+  summary, status = train(config, started)
+  print(json.dumps(summary), flush=True)
+  return status
