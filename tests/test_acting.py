@@ -1,0 +1,34 @@
+"""The actor's unrolls on real CartPole environments, without a learner."""
+
+import jax
+import numpy as np
+
+from impala import acting
+from impala.config import Config
+
+
+def test_unrolls_overlap_by_one_step_and_count_episodes():
+  config = Config(num_envs=8, unroll_length=50, seed=3)
+  actor = acting.Actor(config)
+  actor._prepare(config)
+  params = actor.network.init(jax.random.PRNGKey(0))
+  unrolls = [actor.unroll(params, 7) for _ in range(4)]
+  for (a, _), (b, _) in zip(unrolls, unrolls[1:]):
+    np.testing.assert_array_equal(a.observations[-1], b.observations[0])
+    np.testing.assert_array_equal(a.terminated[-1], b.terminated[0])
+    np.testing.assert_array_equal(a.truncated[-1], b.truncated[0])
+  assert [info.sequence for _, info in unrolls] == [0, 1, 2, 3]
+  assert all(info.params_version == 7 for _, info in unrolls)
+  assert actor.frames == 4 * 50 * 8
+
+  returns = np.concatenate([info.episode_returns for _, info in unrolls])
+  lengths = np.concatenate([info.episode_lengths for _, info in unrolls])
+  # Each observation obs_1..obs_T belongs to one unroll: every episode end is reported once.
+  ended = np.concatenate([u.terminated[1:] | u.truncated[1:] for u, _ in unrolls])
+  assert len(returns) == ended.sum() > 0
+  # CartPole pays 1 per real step: returns equal lengths, and reset steps (taken from a
+  # final observation) pay nothing.
+  from_final = np.concatenate([u.terminated[:-1] | u.truncated[:-1] for u, _ in unrolls])
+  rewards = np.concatenate([u.rewards for u, _ in unrolls])
+  np.testing.assert_array_equal(returns, lengths.astype(np.float32))
+  assert (rewards[from_final] == 0).all() and (rewards[~from_final] == 1).all()

@@ -1,0 +1,91 @@
+"""The tensor codec and the message conversions round-trip and reject malformed bytes."""
+
+import numpy as np
+import pytest
+
+from impala import codec, types
+from impala.config import Config
+from impala.proto import impala_pb2 as pb
+
+
+@pytest.mark.parametrize("dtype", sorted(codec.ALLOWED_DTYPES))
+@pytest.mark.parametrize("shape", [(), (0,), (3,), (2, 3, 4)])
+def test_round_trip(dtype, shape):
+  array = (np.arange(int(np.prod(shape))) % 7).astype(dtype).reshape(shape)
+  wire = pb.Tensor.FromString(codec.encode(array).SerializeToString())
+  decoded = codec.decode(wire)
+  assert decoded.dtype == array.dtype and decoded.shape == array.shape
+  np.testing.assert_array_equal(decoded, array)
+
+
+def test_big_endian_input_is_sent_little_endian():
+  array = np.arange(4, dtype=">i4")
+  np.testing.assert_array_equal(codec.decode(codec.encode(array)), array)
+
+
+@pytest.mark.parametrize("tensor,message", [
+    (pb.Tensor(dtype="float32", shape=[2, 3], data=b"\0" * 20), "20 bytes do not match float32[2, 3] (24 bytes)"),
+    (pb.Tensor(dtype="object", shape=[1], data=b"\0" * 8), "dtype 'object' not allowed"),
+    (pb.Tensor(dtype="float32", shape=[-1, 4], data=b""), "bad shape"),
+    # prod(shape) * itemsize overflows int64: must still be rejected, not wrapped around.
+    (pb.Tensor(dtype="float64", shape=[2**62, 4], data=b""), "bytes do not match"),
+])
+def test_rejects_malformed(tensor, message):
+  with pytest.raises(codec.DecodeError, match="observations") as e:
+    codec.decode(tensor, "observations")
+  assert message in str(e.value)
+
+
+def make_unroll(t=3, n=2, lstm=0):
+  rng = np.random.default_rng(0)
+  unroll = types.Unroll(
+      observations=rng.normal(size=(t + 1, n, 4)).astype(np.float32),
+      terminated=rng.random((t + 1, n)) < 0.3, truncated=rng.random((t + 1, n)) < 0.3,
+      actions=rng.integers(0, 2, (t, n)).astype(np.int32),
+      rewards=rng.normal(size=(t, n)).astype(np.float32),
+      behaviour_logits=rng.normal(size=(t, n, 2)).astype(np.float32),
+      core_state=tuple(rng.normal(size=(n, lstm)).astype(np.float32) for _ in range(2 if lstm else 0)))
+  info = types.UnrollInfo("actor-a", 7, 3, np.array([9.0, 10.0], np.float32),
+                          np.array([9, 10], np.int32))
+  return unroll, info
+
+
+@pytest.mark.parametrize("lstm", [0, 8])
+def test_unroll_round_trip(lstm):
+  unroll, info = make_unroll(lstm=lstm)
+  wire = pb.Unroll.FromString(codec.encode_unroll(unroll, info).SerializeToString())
+  got, got_info = codec.decode_unroll(wire)
+  for a, b in zip(got[:-1] + got.core_state, unroll[:-1] + unroll.core_state):
+    np.testing.assert_array_equal(a, b)
+  assert got_info.actor_id == "actor-a" and got_info.sequence == 7 and got_info.params_version == 3
+  np.testing.assert_array_equal(got_info.episode_returns, info.episode_returns)
+
+
+def test_unroll_missing_field_is_named():
+  msg = codec.encode_unroll(*make_unroll())
+  msg.ClearField("rewards")
+  with pytest.raises(codec.DecodeError, match="rewards: missing"):
+    codec.decode_unroll(msg)
+
+
+def test_weights_round_trip():
+  params = {"mlp/linear": {"w": np.ones((4, 3), np.float32), "b": np.zeros(3, np.float32)},
+            "policy": {"w": np.full((3, 2), 2.0, np.float32)}}
+  wire = pb.Weights.FromString(codec.encode_weights(5, params))
+  assert wire.version == 5 and not wire.not_modified
+  got = codec.decode_weights(wire)
+  assert got.keys() == params.keys()
+  np.testing.assert_array_equal(got["mlp/linear"]["w"], params["mlp/linear"]["w"])
+  assert pb.Weights.FromString(codec.NOT_MODIFIED).not_modified
+
+
+def test_setup_round_trip():
+  config = Config(env_id="CartPole-v1", env_kwargs={"max_episode_steps": 200}, num_envs=3,
+                  unroll_length=7, torso="mlp", hidden_sizes=(8, 9), lstm_size=4)
+  setup = pb.Setup.FromString(codec.encode_setup(config, "run", 2, 1234).SerializeToString())
+  got = codec.decode_setup(setup, Config(grpc_host="learner:1"))
+  assert got.grpc_host == "learner:1"  # the actor's own settings stay
+  assert (got.env_id, got.env_kwargs, got.num_envs, got.unroll_length, got.seed) == (
+      "CartPole-v1", {"max_episode_steps": 200}, 3, 7, 1234)
+  assert (got.torso, got.hidden_sizes, got.lstm_size) == ("mlp", (8, 9), 4)
+  assert setup.actor_index == 2 and setup.protocol_version == codec.PROTOCOL_VERSION

@@ -1,0 +1,47 @@
+"""Configuration: defaults, flags, environment variables and one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from impala import config as config_lib
+from impala.config import Config, ConfigError
+
+
+def test_defaults_are_valid_and_cartpole():
+  config = Config()
+  assert config.env_id == "CartPole-v1" and config.torso == "mlp"
+
+
+def test_flags_override_environment_which_overrides_defaults():
+  env = {"GRPC_HOST": "learner:7", "IMPALA_NUM_ENVS": "8", "IMPALA_UNROLL_LENGTH": "9"}
+  config = config_lib.from_args(["--num-envs", "16", "--hidden-sizes", "32,32",
+                                 "--env-kwargs", '{"max_episode_steps": 100}'], environ=env)
+  assert config.grpc_host == "learner:7" and config.num_envs == 16 and config.unroll_length == 9
+  assert config.hidden_sizes == (32, 32) and config.env_kwargs == {"max_episode_steps": 100}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--num-envs", "0"], "bad value for --num-envs: 0 (must be > 0)"),
+    (["--num-envs", "many"], "bad value for --num-envs: 'many' (expected int)"),
+    (["--torso", "cnn"], "bad value for --torso: 'cnn' (allowed: mlp, shallow, deep)"),
+    (["--discount", "1.5"], "bad value for --discount: 1.5 (must be in [0, 1])"),
+    (["--env-kwargs", "[1]"], "bad value for --env-kwargs: '[1]' (expected a JSON object)"),
+    (["--grpc-host", "nohost"], "bad value for --grpc-host: 'nohost' (must be host:port"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+def test_bad_values_name_the_flag_and_what_is_allowed(argv, message):
+  with pytest.raises(ConfigError) as e:
+    config_lib.from_args(argv, environ={})
+  assert message in str(e.value)
+
+
+@pytest.mark.parametrize("script", ["learner_server.py", "actor_client.py"])
+def test_entry_points_print_one_line_and_exit_non_zero(script):
+  result = subprocess.run([sys.executable, script, "--unroll-length", "-3"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert lines == [f"{script}: error: bad value for --unroll-length: -3 (must be > 0)"]

@@ -1,0 +1,43 @@
+"""Shape tests of every network, and the agreement of `step` with `unroll`."""
+
+import jax
+import numpy as np
+import pytest
+
+from impala import networks
+
+T, B, A = 3, 2, 5
+CASES = [("mlp", (4,), np.float32, 0), ("mlp", (4,), np.float32, 8),
+         ("shallow", (84, 84, 4), np.uint8, 0), ("deep", (84, 84, 4), np.uint8, 0),
+         ("deep", (84, 84, 4), np.uint8, 16)]
+
+
+@pytest.mark.parametrize("torso,shape,dtype,lstm", CASES)
+def test_shapes_and_step_matches_unroll(torso, shape, dtype, lstm):
+  net = networks.make(torso, (16, 16), lstm, shape, A)
+  params = net.init(jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+  obs = (rng.integers(0, 255, (T, B) + shape) if dtype == np.uint8
+         else rng.normal(size=(T, B) + shape)).astype(dtype)
+  first = np.array([[True, True], [False, True], [False, False]])
+  out = net.unroll(params, obs, first, net.initial_state(B))
+  assert out.logits.shape == (T, B, A) and out.value.shape == (T, B)
+  assert np.isfinite(out.logits).all() and np.isfinite(out.value).all()
+  state = net.initial_state(B)
+  for t in range(T):
+    step_out, state = net.step(params, obs[t], first[t], state)
+    np.testing.assert_allclose(step_out.logits, out.logits[t], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(step_out.value, out.value[t], rtol=1e-4, atol=1e-5)
+  assert len(state) == (2 if lstm else 0)
+
+
+def test_lstm_resets_at_episode_start():
+  net = networks.make("mlp", (8,), 8, (4,), 2)
+  params = net.init(jax.random.PRNGKey(1))
+  obs = np.random.default_rng(1).normal(size=(1, 4)).astype(np.float32)
+  fresh, _ = net.step(params, obs, np.array([False]), net.initial_state(1))
+  _, state = net.step(params, obs * 3, np.array([False]), net.initial_state(1))
+  carried, _ = net.step(params, obs, np.array([False]), state)
+  reset, _ = net.step(params, obs, np.array([True]), state)
+  assert not np.allclose(carried.logits, fresh.logits)
+  np.testing.assert_allclose(reset.logits, fresh.logits, rtol=1e-6)

@@ -1,0 +1,124 @@
+"""A real learner server on a free loopback port, with real actors in-process."""
+
+import threading
+import time
+
+import grpc
+import jax
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from conftest import free_port
+from impala import acting, codec, learning, server
+from impala.client import LearnerClient
+from impala.config import Config
+from impala.proto import impala_pb2 as pb
+from impala.proto import impala_pb2_grpc as pb_grpc
+
+
+def client_for(port, **kw):
+  return LearnerClient(Config(grpc_host=f"127.0.0.1:{port}", rpc_timeout=10.0, **kw))
+
+
+def test_hello_hands_out_the_run_config(learner_server, small_config):
+  learner, port = learner_server
+  client = client_for(port)
+  setup, config = client.hello("actor-x")
+  assert setup.run_id == learner.run_id and setup.actor_index == 0
+  assert (config.num_envs, config.unroll_length, config.env_id) == (
+      small_config.num_envs, small_config.unroll_length, "CartPole-v1")
+  again, _ = client.hello("actor-x")
+  other, _ = client.hello("actor-y")
+  assert again.actor_index == 0 and again.seed == setup.seed  # stable across reconnects
+  assert other.actor_index == 1 and other.seed != setup.seed
+  client.close()
+
+
+def test_protocol_mismatch_is_failed_precondition(learner_server):
+  _, port = learner_server
+  client = client_for(port)
+  with pytest.raises(grpc.RpcError) as e:
+    client.hello("actor-x", protocol_version=codec.PROTOCOL_VERSION + 1)
+  assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+  assert e.value.details() == "protocol version mismatch: actor speaks impala.v2, learner speaks impala.v1"
+  client.close()
+
+
+def test_weights_then_not_modified(learner_server):
+  learner, port = learner_server
+  client = client_for(port)
+  version, params = client.decode_weights(client.weights("a", 0).result())
+  assert version == learner.version == 1
+  expected = learner.params_for_actor()[1]
+  for module in expected:
+    for name in expected[module]:
+      np.testing.assert_array_equal(params[module][name], expected[module][name])
+  assert client.decode_weights(client.weights("a", version).result()) is None
+  client.close()
+
+
+def test_health_service_reports_serving(learner_server):
+  _, port = learner_server
+  with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    stub = health_pb2_grpc.HealthStub(channel)
+    for service in ("", server.SERVICE_NAME):
+      reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+      assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_server, small_config):
+  learner, port = learner_server
+  actor = acting.Actor(small_config)
+  actor._prepare(small_config)
+  unroll, info = actor.unroll(learner.network.init(jax.random.PRNGKey(0)), 0)
+  good = codec.encode_unroll(unroll, info)
+  short = pb.Unroll(); short.CopyFrom(good); short.rewards.data = short.rewards.data[:-4]
+  wrong_shape = codec.encode_unroll(unroll._replace(actions=unroll.actions[:-1]), info)
+  bad_action = codec.encode_unroll(unroll._replace(actions=unroll.actions + 5), info)
+  nan_reward = codec.encode_unroll(unroll._replace(rewards=unroll.rewards * np.nan), info)
+  cases = [(short, "rewards: 76 bytes do not match float32[5, 4] (80 bytes)"),
+           (wrong_shape, "actions: expected int32[5, 4], got int32[4, 4]"),
+           (bad_action, "actions: out of range [0, 2)"),
+           (nan_reward, "rewards: contains NaN or infinity")]
+  with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    stub = pb_grpc.LearnerStub(channel)
+    for message, details in cases:
+      with pytest.raises(grpc.RpcError) as e:
+        stub.Upload(message, timeout=10)
+      assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+      assert e.value.details() == details
+    stub.Upload(good, timeout=10)  # still serving, and the good one is accepted
+  assert learner.stats.unrolls_rejected == 3  # the short buffer fails before the learner sees it
+  assert learner.stats.unrolls_accepted == 1
+
+
+def test_actor_started_before_the_learner_connects_and_trains(small_config):
+  port = free_port()
+  actor = acting.Actor(Config(grpc_host=f"127.0.0.1:{port}", actor_id="early", rpc_timeout=10.0))
+  stop = threading.Event()
+  errors = []
+
+  def run_actor():
+    try:
+      actor.run(stop, max_unrolls=12)
+    except Exception as e:  # surfaced by the assertion below
+      errors.append(e)
+
+  thread = threading.Thread(target=run_actor)
+  thread.start()
+  learner = learning.Learner(small_config)
+  grpc_server, _, _ = server.create_server(learner, port, address="127.0.0.1")
+  try:
+    updates, deadline = 0, time.monotonic() + 60
+    while updates < 3 and time.monotonic() < deadline:
+      updates += learner.step(timeout=1.0)
+    thread.join(timeout=60)
+    assert not errors and not thread.is_alive()
+    assert updates == 3 and learner.version == 4
+    assert learner.stats.unrolls_accepted == 12 and actor.sequence == 12
+    assert learner.last_seen.keys() == {"early"}
+  finally:
+    stop.set()
+    grpc_server.stop(grace=None).wait()
+    learner.close()
