@@ -49,7 +49,7 @@ def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation) ->
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics.update(grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params))
+    metrics.update(grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params))
     return TrainingState(params, opt_state), metrics
 
   return sgd_step
@@ -144,10 +144,14 @@ class Learner:
   def params_for_actor(self) -> tuple[int, dict]:
     """(version, numpy params) of the newest parameters; fetched from the device once per version."""
     with self.lock:
-      version, params = self.version, self._state.params
-      if self._host_params[0] != version:
-        self._host_params = (version, jax.device_get(params))
-      return self._host_params
+      version, params, cached = self.version, self._state.params, self._host_params
+    if cached[0] == version:
+      return cached
+    fetched = (version, jax.device_get(params))  # waits for the update in flight: not under the lock
+    with self.lock:
+      if self._host_params[0] < version:
+        self._host_params = fetched
+    return fetched
 
   def check(self, unroll: types.Unroll):
     """Raises InvalidUnroll naming the first field that does not fit the configuration."""

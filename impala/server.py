@@ -19,6 +19,10 @@ from impala.proto import impala_pb2 as pb
 SERVICE_NAME = "impala.v1.Learner"
 
 
+class BindError(OSError):
+  """The server could not listen on its address."""
+
+
 def channel_options(max_message_bytes: int) -> list:
   return [("grpc.max_send_message_length", max_message_bytes),
           ("grpc.max_receive_message_length", max_message_bytes)]
@@ -80,9 +84,12 @@ def create_server(learner: learning.Learner, port: int, address: str = "[::]",
   server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)])
   health_servicer = health.HealthServicer()
   health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-  bound = server.add_insecure_port(f"{address}:{port}")
+  try:
+    bound = server.add_insecure_port(f"{address}:{port}")
+  except RuntimeError:
+    bound = 0
   if bound == 0:
-    raise OSError(f"cannot bind gRPC port {address}:{port}")
+    raise BindError(f"cannot listen on {address}:{port} (port in use?); choose another with --port")
   server.start()
   for name in ("", SERVICE_NAME):
     health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -109,6 +109,10 @@ def main(argv=None, started: float | None = None) -> int:
   except config_lib.ConfigError as e:
     print(f"learner_server.py: error: {e}", file=sys.stderr)
     return 2
-  summary, status = train(config, started)
+  try:
+    summary, status = train(config, started)
+  except server.BindError as e:
+    print(f"learner_server.py: error: {e}", file=sys.stderr)
+    return 2
   print(json.dumps(summary), flush=True)
   return status

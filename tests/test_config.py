@@ -1,5 +1,6 @@
 """Configuration: defaults, flags, environment variables and one-line errors."""
 
+import socket
 import subprocess
 import sys
 
@@ -45,3 +46,17 @@ def test_entry_points_print_one_line_and_exit_non_zero(script):
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert lines == [f"{script}: error: bad value for --unroll-length: -3 (must be > 0)"]
+
+
+def test_port_in_use_is_one_line():
+  with socket.socket(socket.AF_INET6) as busy:
+    busy.bind(("::", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    result = subprocess.run([sys.executable, "learner_server.py", "--port", str(port)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+  assert result.returncode == 2
+  # gRPC's C core logs its own diagnostic before; ours is the last line.
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"learner_server.py: error: cannot listen on [::]:{port} (port in use?); "
+      "choose another with --port")
