@@ -65,6 +65,8 @@ class Actor:
     self.actor_id = config.actor_id or f"{socket.gethostname()}-{os.getpid()}"
     self.sequence = 0
     self.frames = 0
+    self.busy_retries = 0  # uploads resent because the learner's queue was full
+    self._busy = Backoff(first=0.01, cap=1.0)
     self._run_key = None  # what the environments and network were built for
 
   # --- Setting up from the handshake ----------------------------------------------
@@ -145,19 +147,32 @@ class Actor:
     version, params = client.decode_weights(client.weights(self.actor_id, 0).result())
     params = jax.device_put(params)
     weights = client.weights(self.actor_id, version)
-    in_flight = collections.deque()
+    in_flight = collections.deque()  # (future, unroll, info), oldest first
     while not stop.is_set() and (max_unrolls is None or self.sequence < max_unrolls):
       unroll, info = self.unroll(params, version)
-      in_flight.append(client.upload(unroll, info))
-      while in_flight and (len(in_flight) > MAX_IN_FLIGHT or in_flight[0].done()):
-        in_flight.popleft().result()  # raises the RpcError of a failed upload
+      in_flight.append((client.upload(unroll, info), unroll, info))
+      while in_flight and (len(in_flight) > MAX_IN_FLIGHT or in_flight[0][0].done()):
+        self._settle(client, in_flight, stop)
       if weights.done():
         newer = client.decode_weights(weights.result())
         if newer is not None:
           version, params = newer[0], jax.device_put(newer[1])
         weights = client.weights(self.actor_id, version)
-    for future in in_flight:
+    while in_flight:
+      self._settle(client, in_flight, stop)
+
+  def _settle(self, client: LearnerClient, in_flight: collections.deque, stop: threading.Event):
+    """Waits for the oldest upload; resends it after a pause when the learner is busy."""
+    future, unroll, info = in_flight.popleft()
+    try:
       future.result()
+      self._busy.reset()
+    except grpc.RpcError as e:
+      if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        raise
+      self.busy_retries += 1
+      stop.wait(self._busy.next())
+      in_flight.appendleft((client.upload(unroll, info), unroll, info))
 
   def run(self, stop: threading.Event, max_unrolls: int | None = None):
     """Acts until `stop` is set (or `max_unrolls` were sent), reconnecting when the learner is away.

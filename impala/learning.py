@@ -101,6 +101,7 @@ class Learner:
     self._state = TrainingState(params, optimizer.init(params))
     self._sgd_step = make_sgd_step(loss_fn, optimizer)
 
+    self.enqueue_timeout = 5.0
     self.lock = threading.Lock()
     self.stats = Stats()
     self.version = 1                 # actors start with version 0: "nothing yet"
@@ -123,8 +124,11 @@ class Learner:
     seed = int(np.random.SeedSequence([self.config.seed, index]).generate_state(1)[0])
     return index, seed
 
-  def enqueue(self, unroll: types.Unroll, info: types.UnrollInfo, timeout: float = 5.0):
-    """Checks an unroll against the configuration and queues it for training."""
+  def enqueue(self, unroll: types.Unroll, info: types.UnrollInfo):
+    """Checks an unroll against the configuration and queues it for training.
+
+    Raises InvalidUnroll, or QueueFull when the queue stays full for `enqueue_timeout` s.
+    """
     try:
       self.check(unroll)
     except InvalidUnroll:
@@ -132,7 +136,7 @@ class Learner:
         self.stats.unrolls_rejected += 1
       raise
     try:
-      self._unrolls.put((unroll, info), timeout=timeout)
+      self._unrolls.put((unroll, info), timeout=self.enqueue_timeout)
     except queue.Full:
       raise QueueFull(f"trajectory queue full ({self.config.queue_size} unrolls)") from None
     with self.lock:

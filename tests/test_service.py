@@ -122,3 +122,27 @@ def test_actor_started_before_the_learner_connects_and_trains(small_config):
     stop.set()
     grpc_server.stop(grace=None).wait()
     learner.close()
+
+
+def test_actor_waits_and_resends_when_the_queue_is_full():
+  config = Config(num_envs=2, unroll_length=4, batch_size=1, queue_size=1, rpc_timeout=10.0)
+  learner = learning.Learner(config)
+  learner.enqueue_timeout = 0.05
+  grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+  actor = acting.Actor(Config(grpc_host=f"127.0.0.1:{port}", actor_id="busy", rpc_timeout=10.0))
+  thread = threading.Thread(target=actor.run, args=(threading.Event(), 12))
+  try:
+    thread.start()
+    # Nobody trains yet: the queue and the batcher fill up and the learner pushes back.
+    deadline = time.monotonic() + 60
+    while actor.busy_retries == 0 and time.monotonic() < deadline and thread.is_alive():
+      time.sleep(0.01)
+    assert actor.busy_retries > 0
+    while learner.stats.updates < 12 and time.monotonic() < deadline:
+      learner.step(timeout=0.5)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert learner.stats.unrolls_accepted == 12 and learner.stats.updates == 12  # nothing lost
+  finally:
+    grpc_server.stop(grace=None).wait()
+    learner.close()
