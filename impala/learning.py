@@ -77,7 +77,6 @@ class Stats:
   episodes: int = 0
   returns: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=100))
   policy_lag: float = 0.0          # mean over the last batch: learner version - acting version
-  metrics: dict = dataclasses.field(default_factory=dict)  # of the last update, on device
 
   @property
   def return_mean_100(self) -> float:
@@ -87,9 +86,9 @@ class Stats:
 class Learner:
   """Consumes unrolls from actors, updates parameters, hands out versioned params."""
 
-  def __init__(self, config: Config, spec: environments.EnvSpec | None = None):
+  def __init__(self, config: Config):
     self.config = config
-    self.spec = spec or environments.describe(config.env_id, config.env_kwargs)
+    self.spec = environments.describe(config.env_id, config.env_kwargs)
     self.run_id = uuid.uuid4().hex[:12]
     self.network = make_network(config, self.spec)
     loss_fn = losses.impala_loss(
@@ -227,7 +226,7 @@ class Learner:
       batch, infos = self._batches.get(timeout=timeout)
     except queue.Empty:
       return False
-    state, metrics = self._sgd_step(self._state, batch)
+    state, _ = self._sgd_step(self._state, batch)
     acted = np.array([info.params_version for info in infos])
     with self.lock:
       self.stats.policy_lag = float(np.mean(self.version - acted))
@@ -235,7 +234,6 @@ class Learner:
       self.version += 1
       self.stats.updates += 1
       self.stats.frames += self.config.unroll_length * batch.actions.shape[1]
-      self.stats.metrics = metrics
     return True
 
   def close(self):
