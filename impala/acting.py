@@ -143,12 +143,15 @@ class Actor:
     unroll = types.Unroll(obs, terminated, truncated, actions, rewards, logits, core_state)
     return unroll, info
 
+  def _wants_more(self, stop: threading.Event, max_unrolls: int | None) -> bool:
+    return not stop.is_set() and (max_unrolls is None or self.sequence < max_unrolls)
+
   def _act(self, client: LearnerClient, stop: threading.Event, max_unrolls: int | None):
     version, params = client.decode_weights(client.weights(self.actor_id, 0).result())
     params = jax.device_put(params)
     weights = client.weights(self.actor_id, version)
     in_flight = collections.deque()  # (future, unroll, info), oldest first
-    while not stop.is_set() and (max_unrolls is None or self.sequence < max_unrolls):
+    while self._wants_more(stop, max_unrolls):
       unroll, info = self.unroll(params, version)
       in_flight.append((client.upload(unroll, info), unroll, info))
       while in_flight and (len(in_flight) > MAX_IN_FLIGHT or in_flight[0][0].done()):
@@ -180,7 +183,7 @@ class Actor:
     Raises grpc.RpcError for errors a reconnect cannot fix (e.g. a protocol mismatch).
     """
     backoff = Backoff()
-    while not stop.is_set() and (max_unrolls is None or self.sequence < max_unrolls):
+    while self._wants_more(stop, max_unrolls):
       client = LearnerClient(self.config)
       try:
         _, config = client.hello(self.actor_id)

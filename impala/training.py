@@ -106,12 +106,8 @@ def main(argv=None, started: float | None = None) -> int:
   started = time.monotonic() if started is None else started
   try:
     config = config_lib.from_args(argv, description="IMPALA learner (gRPC server).")
-  except config_lib.ConfigError as e:
-    print(f"learner_server.py: error: {e}", file=sys.stderr)
-    return 2
-  try:
     summary, status = train(config, started)
-  except server.BindError as e:
+  except (config_lib.ConfigError, server.BindError) as e:
     print(f"learner_server.py: error: {e}", file=sys.stderr)
     return 2
   print(json.dumps(summary), flush=True)
