@@ -71,7 +71,7 @@ class Actor:
 
   # --- Setting up from the handshake ----------------------------------------------
 
-  def _prepare(self, config: Config):
+  def prepare(self, config: Config):
     """Builds environments and policy; keeps them when a reconnect brings the same config."""
     key = (config.env_id, repr(config.env_kwargs), config.num_envs, config.unroll_length,
            config.seed, config.torso, config.hidden_sizes, config.lstm_size)
@@ -188,7 +188,7 @@ class Actor:
       try:
         _, config = client.hello(self.actor_id)
         backoff.reset()
-        self._prepare(config)
+        self.prepare(config)
         self._act(client, stop, max_unrolls)
       except grpc.RpcError as e:
         if e.code() not in RETRYABLE:

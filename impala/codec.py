@@ -1,55 +1,150 @@
 """Numpy arrays and run data <-> protobuf messages (part of the transport layer).
 
-Tensors are raw bytes with dtype and shape. Decoding is zero-copy
-(`np.frombuffer`) and checks, before touching the bytes, that the dtype is
-allowed and that the byte length is prod(shape) * itemsize, computed with Python
-integers so that no shape can overflow it.
+A message that carries tensors holds all their bytes in one `payload` field
+(see protos/impala.proto), which this encoder writes first. Encoding copies each
+tensor's bytes once, straight into the serialized message; decoding finds the
+payload in the received buffer (at once when it comes first, by a scan of the
+top-level fields otherwise) and returns read-only `np.frombuffer` views of it,
+no copy. Before
+touching the bytes, decoding checks that the dtype is allowed and that the
+tensor lies inside the payload, with Python integers so no shape can overflow it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 
 import numpy as np
+from google.protobuf import message as protobuf_message
 
 from impala import types
 from impala.config import Config
 from impala.proto import impala_pb2 as pb
 
-PROTOCOL_VERSION = 1
-ALLOWED_DTYPES = frozenset(
-    np.dtype(d).name for d in (bool, np.uint8, np.int8, np.int32, np.int64, np.float16,
-                               np.float32, np.float64))
+PROTOCOL_VERSION = 2  # 2: tensor bytes in one payload field (1: bytes inside each Tensor)
+_DTYPES = {np.dtype(d).name: np.dtype(d) for d in (
+    bool, np.uint8, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64)}
+ALLOWED_DTYPES = frozenset(_DTYPES)
 MAX_RANK = 8
+PAYLOAD_FIELD = 15  # field number of `payload` in Unroll and Weights
+_LENGTH_DELIMITED = 2
 
 
 class DecodeError(ValueError):
-  """A tensor that cannot be decoded; the message names the field and the problem."""
+  """A message or tensor that cannot be decoded; the message names the field and the problem."""
 
 
-def encode(array: np.ndarray) -> pb.Tensor:
-  array = np.asarray(array)
-  if array.dtype.byteorder == ">":
-    array = array.astype(array.dtype.newbyteorder("<"))
-  return pb.Tensor(dtype=array.dtype.name, shape=array.shape, data=array.tobytes())
+def _varint(value: int) -> bytes:
+  out = bytearray()
+  while value >= 0x80:
+    out.append(value & 0x7F | 0x80)
+    value >>= 7
+  out.append(value)
+  return bytes(out)
 
 
-def decode(tensor: pb.Tensor, field: str = "tensor") -> np.ndarray:
-  """A read-only view of the tensor's bytes, or DecodeError."""
-  if tensor.dtype not in ALLOWED_DTYPES:
+def _read_varint(buffer: memoryview, pos: int) -> tuple[int, int]:
+  value, shift = 0, 0
+  while pos < len(buffer) and shift < 64:
+    byte = buffer[pos]
+    value |= (byte & 0x7F) << shift
+    pos += 1
+    if not byte & 0x80:
+      return value, pos
+    shift += 7
+  raise DecodeError("malformed message: bad varint")
+
+
+_PAYLOAD_TAG = _varint(PAYLOAD_FIELD << 3 | _LENGTH_DELIMITED)
+
+
+class Payload:
+  """Collects the tensors of one message and serializes the message with them."""
+
+  def __init__(self):
+    self._chunks: list[np.ndarray] = []
+    self._size = 0
+
+  def append(self, array) -> tuple[np.dtype, tuple, int]:
+    """Adds an array's bytes; returns its (dtype, shape, offset in the payload)."""
+    if not (isinstance(array, np.ndarray) and array.flags.c_contiguous
+            and array.dtype.byteorder != ">"):
+      array = np.asarray(array)
+      array = np.asarray(array, dtype=array.dtype.newbyteorder("<"), order="C")
+    offset = self._size
+    self._chunks.append(array)  # joined through the buffer protocol: no copy until then
+    self._size += array.nbytes
+    return array.dtype, array.shape, offset
+
+  def add(self, array) -> pb.Tensor:
+    """Adds an array's bytes; returns the Tensor that describes it."""
+    dtype, shape, offset = self.append(array)
+    return pb.Tensor(dtype=dtype.name, shape=shape, offset=offset)
+
+  def serialize(self, header: bytes) -> bytes:
+    """The payload field, then the header's fields: the one copy of the tensors."""
+    return b"".join([_PAYLOAD_TAG, _varint(self._size), *self._chunks, header])
+
+
+def parse(message_type, raw: bytes):
+  """(message without its payload, payload as a memoryview of `raw`), or DecodeError."""
+  buffer = memoryview(raw)
+  if buffer[:len(_PAYLOAD_TAG)] == _PAYLOAD_TAG:  # our encoder's layout: the payload first
+    length, start = _read_varint(buffer, len(_PAYLOAD_TAG))
+    if start + length <= len(buffer):
+      return _parse_header(message_type, buffer[start + length:]), buffer[start:start + length]
+  pos, payload = 0, None
+  while pos < len(buffer):
+    start = pos
+    tag, pos = _read_varint(buffer, pos)
+    field, wire_type = tag >> 3, tag & 7
+    if wire_type == 0:
+      _, pos = _read_varint(buffer, pos)
+    elif wire_type == 1 or wire_type == 5:
+      pos += 8 if wire_type == 1 else 4
+    elif wire_type == _LENGTH_DELIMITED:
+      length, pos = _read_varint(buffer, pos)
+      pos += length
+      if field == PAYLOAD_FIELD:
+        payload = (start, pos - length, pos)
+    else:
+      raise DecodeError(f"malformed message: wire type {wire_type}")
+    if pos > len(buffer):
+      raise DecodeError("malformed message: truncated")
+  if payload is None:
+    header, data = buffer, buffer[:0]
+  else:
+    start, data_start, end = payload
+    header = bytes(buffer[:start]) + bytes(buffer[end:])
+    data = buffer[data_start:end]
+  return _parse_header(message_type, header), data
+
+
+def _parse_header(message_type, header):
+  try:
+    return message_type.FromString(header)
+  except protobuf_message.DecodeError as e:
+    raise DecodeError(f"malformed message: {e}") from None
+
+
+def decode(tensor: pb.Tensor, payload: memoryview, field: str = "tensor") -> np.ndarray:
+  """A read-only view of the tensor's bytes in `payload`, or DecodeError."""
+  dtype = _DTYPES.get(tensor.dtype)
+  if dtype is None:
     raise DecodeError(f"{field}: dtype {tensor.dtype!r} not allowed "
                       f"(allowed: {', '.join(sorted(ALLOWED_DTYPES))})")
   shape = tuple(tensor.shape)
-  if len(shape) > MAX_RANK or any(d < 0 for d in shape):
+  if len(shape) > MAX_RANK or (shape and min(shape) < 0):
     raise DecodeError(f"{field}: bad shape {list(shape)}")
-  dtype = np.dtype(tensor.dtype)
-  expected = math.prod(shape) * dtype.itemsize
-  if len(tensor.data) != expected:
-    raise DecodeError(f"{field}: {len(tensor.data)} bytes do not match "
-                      f"{tensor.dtype}{list(shape)} ({expected} bytes)")
-  return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+  count = math.prod(shape)
+  end = tensor.offset + count * dtype.itemsize
+  if end > len(payload):
+    raise DecodeError(f"{field}: {tensor.dtype}{list(shape)} at offset {tensor.offset} ends at "
+                      f"byte {end}, past the payload ({len(payload)} bytes)")
+  return np.frombuffer(payload, dtype, count, tensor.offset).reshape(shape)
 
 
 # --- Unrolls ----------------------------------------------------------------------------
@@ -58,24 +153,28 @@ _UNROLL_FIELDS = ("observations", "terminated", "truncated", "actions", "rewards
                   "behaviour_logits")
 
 
-def encode_unroll(unroll: types.Unroll, info: types.UnrollInfo) -> pb.Unroll:
-  return pb.Unroll(
+def encode_unroll(unroll: types.Unroll, info: types.UnrollInfo) -> bytes:
+  payload = Payload()
+  header = pb.Unroll(
       actor_id=info.actor_id, sequence=info.sequence, params_version=info.params_version,
-      **{name: encode(getattr(unroll, name)) for name in _UNROLL_FIELDS},
-      core_state=[encode(s) for s in unroll.core_state],
-      episode_returns=encode(info.episode_returns),
-      episode_lengths=encode(info.episode_lengths))
+      **{name: payload.add(getattr(unroll, name)) for name in _UNROLL_FIELDS},
+      core_state=[payload.add(s) for s in unroll.core_state],
+      episode_returns=payload.add(info.episode_returns),
+      episode_lengths=payload.add(info.episode_lengths))
+  return payload.serialize(header.SerializeToString())
 
 
-def decode_unroll(msg: pb.Unroll) -> tuple[types.Unroll, types.UnrollInfo]:
+def decode_unroll(raw: bytes) -> tuple[types.Unroll, types.UnrollInfo]:
+  msg, payload = parse(pb.Unroll, raw)
   for name in _UNROLL_FIELDS + ("episode_returns", "episode_lengths"):
     if not msg.HasField(name):
       raise DecodeError(f"{name}: missing")
   unroll = types.Unroll(
-      *(decode(getattr(msg, name), name) for name in _UNROLL_FIELDS),
-      core_state=tuple(decode(s, f"core_state[{i}]") for i, s in enumerate(msg.core_state)))
-  returns = decode(msg.episode_returns, "episode_returns")
-  lengths = decode(msg.episode_lengths, "episode_lengths")
+      *(decode(getattr(msg, name), payload, name) for name in _UNROLL_FIELDS),
+      core_state=tuple(decode(s, payload, f"core_state[{i}]")
+                       for i, s in enumerate(msg.core_state)))
+  returns = decode(msg.episode_returns, payload, "episode_returns")
+  lengths = decode(msg.episode_lengths, payload, "episode_lengths")
   if returns.ndim != 1 or returns.dtype != np.float32 or not np.isfinite(returns).all():
     raise DecodeError("episode_returns: expected finite float32[E]")
   if lengths.shape != returns.shape or lengths.dtype != np.int32:
@@ -88,22 +187,33 @@ def decode_unroll(msg: pb.Unroll) -> tuple[types.Unroll, types.UnrollInfo]:
 
 def encode_weights(version: int, params: dict) -> bytes:
   """The serialized Weights message of one version (done once per version)."""
-  return pb.Weights(version=version, params=[
-      pb.Param(name=f"{module}/{name}", value=encode(value))
-      for module, leaves in params.items() for name, value in leaves.items()
-  ]).SerializeToString()
+  payload = Payload()
+  layout = tuple((module, name, *payload.append(value))
+                 for module, leaves in params.items() for name, value in leaves.items())
+  return payload.serialize(pb.Weights(version=version).SerializeToString() + _params_field(layout))
+
+
+@functools.lru_cache(maxsize=4)
+def _params_field(layout: tuple) -> bytes:
+  """The serialized `params` of Weights: the same for every version of a network, made once."""
+  return pb.Weights(params=[
+      pb.Param(name=f"{module}/{name}", value=pb.Tensor(dtype=dtype.name, shape=shape, offset=offset))
+      for module, name, dtype, shape, offset in layout]).SerializeToString()
 
 
 NOT_MODIFIED = pb.Weights(not_modified=True).SerializeToString()
 
 
-def decode_weights(msg: pb.Weights) -> dict:
-  """haiku params {module: {name: array}} from a Weights message."""
+def decode_weights(raw: bytes) -> tuple[int, dict] | None:
+  """(version, haiku params {module: {name: array}}), or None for "not modified"."""
+  msg, payload = parse(pb.Weights, raw)
+  if msg.not_modified:
+    return None
   params: dict = {}
   for p in msg.params:
     module, _, name = p.name.rpartition("/")
-    params.setdefault(module, {})[name] = decode(p.value, p.name)
-  return params
+    params.setdefault(module, {})[name] = decode(p.value, payload, p.name)
+  return msg.version, params
 
 
 # --- Handshake --------------------------------------------------------------------------

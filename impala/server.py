@@ -39,14 +39,15 @@ class LearnerService:
   def Hello(self, request: pb.HelloRequest, context) -> pb.Setup:
     if request.protocol_version != codec.PROTOCOL_VERSION:
       context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                    f"protocol version mismatch: actor speaks impala.v{request.protocol_version}, "
-                    f"learner speaks impala.v{codec.PROTOCOL_VERSION}")
+                    f"protocol version mismatch: actor speaks protocol {request.protocol_version}, "
+                    f"learner speaks protocol {codec.PROTOCOL_VERSION}")
     if not request.actor_id:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must not be empty")
     index, seed = self.learner.hello(request.actor_id)
     return codec.encode_setup(self.learner.config, self.learner.run_id, index, seed)
 
-  def Upload(self, request: pb.Unroll, context) -> pb.UploadReply:
+  def Upload(self, request: bytes, context) -> pb.UploadReply:
+    """Takes serialized bytes (the request deserializer is the identity): decoding is zero-copy."""
     try:
       unroll, info = codec.decode_unroll(request)
       self.learner.enqueue(unroll, info)
@@ -57,7 +58,7 @@ class LearnerService:
     return pb.UploadReply(learner_version=self.learner.version)
 
   def GetWeights(self, request: pb.WeightsRequest, context) -> bytes:
-    """Returns serialized bytes: the method's response serializer is the identity."""
+    """Returns serialized bytes (the response serializer is the identity), made once per version."""
     if request.have_version == self.learner.version:
       return codec.NOT_MODIFIED
     with self._weights_lock:
@@ -73,13 +74,14 @@ def create_server(learner: learning.Learner, port: int, address: str = "[::]",
   service = LearnerService(learner)
   server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                        options=channel_options(learner.config.max_message_bytes))
+  # None (de)serializers pass bytes through: codec handles unrolls and weights itself.
   handlers = {
       "Hello": grpc.unary_unary_rpc_method_handler(
           service.Hello, pb.HelloRequest.FromString, pb.Setup.SerializeToString),
       "Upload": grpc.unary_unary_rpc_method_handler(
-          service.Upload, pb.Unroll.FromString, pb.UploadReply.SerializeToString),
+          service.Upload, None, pb.UploadReply.SerializeToString),
       "GetWeights": grpc.unary_unary_rpc_method_handler(
-          service.GetWeights, pb.WeightsRequest.FromString, lambda serialized: serialized),
+          service.GetWeights, pb.WeightsRequest.FromString, None),
   }
   server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)])
   health_servicer = health.HealthServicer()

@@ -10,7 +10,7 @@ from impala.config import Config
 def test_unrolls_overlap_by_one_step_and_count_episodes():
   config = Config(num_envs=8, unroll_length=50, seed=3)
   actor = acting.Actor(config)
-  actor._prepare(config)
+  actor.prepare(config)
   params = actor.network.init(jax.random.PRNGKey(0))
   unrolls = [actor.unroll(params, 7) for _ in range(4)]
   for (a, _), (b, _) in zip(unrolls, unrolls[1:]):

@@ -8,32 +8,77 @@ from impala.config import Config
 from impala.proto import impala_pb2 as pb
 
 
+def serialized(*arrays):
+  """Arrays as the tensors of one message (a Weights message serves as the container)."""
+  payload = codec.Payload()
+  header = pb.Weights(params=[pb.Param(name=str(i), value=payload.add(a))
+                              for i, a in enumerate(arrays)])
+  return payload.serialize(header.SerializeToString())
+
+
 @pytest.mark.parametrize("dtype", sorted(codec.ALLOWED_DTYPES))
 @pytest.mark.parametrize("shape", [(), (0,), (3,), (2, 3, 4)])
 def test_round_trip(dtype, shape):
   array = (np.arange(int(np.prod(shape))) % 7).astype(dtype).reshape(shape)
-  wire = pb.Tensor.FromString(codec.encode(array).SerializeToString())
-  decoded = codec.decode(wire)
+  msg, payload = codec.parse(pb.Weights, serialized(np.ones(5, np.int8), array))
+  decoded = codec.decode(msg.params[1].value, payload)
   assert decoded.dtype == array.dtype and decoded.shape == array.shape
   np.testing.assert_array_equal(decoded, array)
 
 
+def test_messages_stay_plain_protobuf():
+  """Any protobuf library parses them: the payload is an ordinary bytes field."""
+  a, b = np.arange(3, dtype=np.float32), np.arange(4, dtype=np.int8)
+  msg = pb.Weights.FromString(serialized(a, b))
+  assert msg.payload == a.tobytes() + b.tobytes()
+  assert [p.value.offset for p in msg.params] == [0, 12]
+
+
+def test_decoding_does_not_copy():
+  raw = serialized(np.arange(1000, dtype=np.float32))
+  msg, payload = codec.parse(pb.Weights, raw)
+  decoded = codec.decode(msg.params[0].value, payload)
+  assert np.shares_memory(decoded, np.frombuffer(raw, np.uint8)) and not decoded.flags.writeable
+
+
+def test_payload_found_wherever_it_lies():
+  """Other encoders write fields in number order, the payload (15) last; that parses too."""
+  a = np.arange(3, dtype=np.float32)
+  msg = pb.Weights.FromString(serialized(a))
+  msg.version = 9
+  reordered = msg.SerializeToString()
+  assert not reordered.startswith(serialized(a)[:1])
+  got, payload = codec.parse(pb.Weights, reordered)
+  assert got.version == 9 and got.payload == b""  # the payload is not copied into the header
+  np.testing.assert_array_equal(codec.decode(got.params[0].value, payload), a)
+
+
 def test_big_endian_input_is_sent_little_endian():
   array = np.arange(4, dtype=">i4")
-  np.testing.assert_array_equal(codec.decode(codec.encode(array)), array)
+  msg, payload = codec.parse(pb.Weights, serialized(array))
+  np.testing.assert_array_equal(codec.decode(msg.params[0].value, payload), array)
 
 
 @pytest.mark.parametrize("tensor,message", [
-    (pb.Tensor(dtype="float32", shape=[2, 3], data=b"\0" * 20), "20 bytes do not match float32[2, 3] (24 bytes)"),
-    (pb.Tensor(dtype="object", shape=[1], data=b"\0" * 8), "dtype 'object' not allowed"),
-    (pb.Tensor(dtype="float32", shape=[-1, 4], data=b""), "bad shape"),
+    (pb.Tensor(dtype="float32", shape=[2, 3], offset=0),
+     "float32[2, 3] at offset 0 ends at byte 24, past the payload (20 bytes)"),
+    (pb.Tensor(dtype="float32", shape=[1], offset=18), "ends at byte 22, past the payload"),
+    (pb.Tensor(dtype="object", shape=[1]), "dtype 'object' not allowed"),
+    (pb.Tensor(dtype="float32", shape=[-1, 4]), "bad shape"),
     # prod(shape) * itemsize overflows int64: must still be rejected, not wrapped around.
-    (pb.Tensor(dtype="float64", shape=[2**62, 4], data=b""), "bytes do not match"),
+    (pb.Tensor(dtype="float64", shape=[2**62, 4]), "past the payload"),
+    (pb.Tensor(dtype="uint8", shape=[1], offset=2**64 - 1), "past the payload"),
 ])
 def test_rejects_malformed(tensor, message):
   with pytest.raises(codec.DecodeError, match="observations") as e:
-    codec.decode(tensor, "observations")
+    codec.decode(tensor, memoryview(bytes(20)), "observations")
   assert message in str(e.value)
+
+
+@pytest.mark.parametrize("raw", [b"\x80", b"\x0a\x05ab", b"\x7a\x10abc", b"\x0b"])
+def test_rejects_malformed_messages(raw):
+  with pytest.raises(codec.DecodeError, match="malformed message"):
+    codec.parse(pb.Weights, raw)
 
 
 def make_unroll(t=3, n=2, lstm=0):
@@ -53,8 +98,7 @@ def make_unroll(t=3, n=2, lstm=0):
 @pytest.mark.parametrize("lstm", [0, 8])
 def test_unroll_round_trip(lstm):
   unroll, info = make_unroll(lstm=lstm)
-  wire = pb.Unroll.FromString(codec.encode_unroll(unroll, info).SerializeToString())
-  got, got_info = codec.decode_unroll(wire)
+  got, got_info = codec.decode_unroll(codec.encode_unroll(unroll, info))
   for a, b in zip(got[:-1] + got.core_state, unroll[:-1] + unroll.core_state):
     np.testing.assert_array_equal(a, b)
   assert got_info.actor_id == "actor-a" and got_info.sequence == 7 and got_info.params_version == 3
@@ -62,21 +106,21 @@ def test_unroll_round_trip(lstm):
 
 
 def test_unroll_missing_field_is_named():
-  msg = codec.encode_unroll(*make_unroll())
+  msg = pb.Unroll.FromString(codec.encode_unroll(*make_unroll()))
   msg.ClearField("rewards")
   with pytest.raises(codec.DecodeError, match="rewards: missing"):
-    codec.decode_unroll(msg)
+    codec.decode_unroll(msg.SerializeToString())
 
 
 def test_weights_round_trip():
   params = {"mlp/linear": {"w": np.ones((4, 3), np.float32), "b": np.zeros(3, np.float32)},
             "policy": {"w": np.full((3, 2), 2.0, np.float32)}}
-  wire = pb.Weights.FromString(codec.encode_weights(5, params))
-  assert wire.version == 5 and not wire.not_modified
-  got = codec.decode_weights(wire)
-  assert got.keys() == params.keys()
-  np.testing.assert_array_equal(got["mlp/linear"]["w"], params["mlp/linear"]["w"])
-  assert pb.Weights.FromString(codec.NOT_MODIFIED).not_modified
+  version, got = codec.decode_weights(codec.encode_weights(5, params))
+  assert version == 5 and got.keys() == params.keys()
+  for module in params:
+    for name in params[module]:
+      np.testing.assert_array_equal(got[module][name], params[module][name])
+  assert codec.decode_weights(codec.NOT_MODIFIED) is None
 
 
 def test_setup_round_trip():

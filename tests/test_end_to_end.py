@@ -77,10 +77,10 @@ def test_ctrl_c_stops_learner_and_its_actors():
         break
     assert len(children_of(proc.pid)) == 2
     proc.send_signal(signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=30)
+    stdout, stderr = proc.communicate(timeout=30)
   finally:
     proc.kill()
-  assert proc.returncode == 130
+  assert proc.returncode == 130, (stdout, stderr[-2000:])
   assert summary(stdout)["stop_reason"] == "interrupted"
   assert children_of(proc.pid) == []
 

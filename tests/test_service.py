@@ -14,7 +14,6 @@ from impala import acting, codec, learning, server
 from impala.client import LearnerClient
 from impala.config import Config
 from impala.proto import impala_pb2 as pb
-from impala.proto import impala_pb2_grpc as pb_grpc
 
 
 def client_for(port, **kw):
@@ -41,7 +40,9 @@ def test_protocol_mismatch_is_failed_precondition(learner_server):
   with pytest.raises(grpc.RpcError) as e:
     client.hello("actor-x", protocol_version=codec.PROTOCOL_VERSION + 1)
   assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-  assert e.value.details() == "protocol version mismatch: actor speaks impala.v2, learner speaks impala.v1"
+  assert e.value.details() == (
+      f"protocol version mismatch: actor speaks protocol {codec.PROTOCOL_VERSION + 1}, "
+      f"learner speaks protocol {codec.PROTOCOL_VERSION}")
   client.close()
 
 
@@ -70,26 +71,29 @@ def test_health_service_reports_serving(learner_server):
 def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_server, small_config):
   learner, port = learner_server
   actor = acting.Actor(small_config)
-  actor._prepare(small_config)
+  actor.prepare(small_config)
   unroll, info = actor.unroll(learner.network.init(jax.random.PRNGKey(0)), 0)
   good = codec.encode_unroll(unroll, info)
-  short = pb.Unroll(); short.CopyFrom(good); short.rewards.data = short.rewards.data[:-4]
+  short = pb.Unroll.FromString(good)
+  short.rewards.offset = len(short.payload) - 76
   wrong_shape = codec.encode_unroll(unroll._replace(actions=unroll.actions[:-1]), info)
   bad_action = codec.encode_unroll(unroll._replace(actions=unroll.actions + 5), info)
   nan_reward = codec.encode_unroll(unroll._replace(rewards=unroll.rewards * np.nan), info)
-  cases = [(short, "rewards: 76 bytes do not match float32[5, 4] (80 bytes)"),
+  cases = [(short.SerializeToString(), f"rewards: float32[5, 4] at offset {short.rewards.offset} "
+            f"ends at byte {len(short.payload) + 4}, past the payload ({len(short.payload)} bytes)"),
+           (b"\x0b", "malformed message: wire type 3"),
            (wrong_shape, "actions: expected int32[5, 4], got int32[4, 4]"),
            (bad_action, "actions: out of range [0, 2)"),
            (nan_reward, "rewards: contains NaN or infinity")]
   with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-    stub = pb_grpc.LearnerStub(channel)
+    upload = channel.unary_unary(f"/{server.SERVICE_NAME}/Upload")  # sends bytes as they are
     for message, details in cases:
       with pytest.raises(grpc.RpcError) as e:
-        stub.Upload(message, timeout=10)
+        upload(message, timeout=10)
       assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
       assert e.value.details() == details
-    stub.Upload(good, timeout=10)  # still serving, and the good one is accepted
-  assert learner.stats.unrolls_rejected == 3  # the short buffer fails before the learner sees it
+    upload(good, timeout=10)  # still serving, and the good one is accepted
+  assert learner.stats.unrolls_rejected == 3  # the undecodable two fail before the learner sees them
   assert learner.stats.unrolls_accepted == 1
 
 

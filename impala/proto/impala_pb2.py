@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19impala/proto/impala.proto\x12\timpala.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\":\n\x0cHelloRequest\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\"E\n\x0bNetworkSpec\x12\r\n\x05torso\x18\x01 \x01(\t\x12\x14\n\x0chidden_sizes\x18\x02 \x03(\x05\x12\x11\n\tlstm_size\x18\x03 \x01(\r\"\xcf\x01\n\x05Setup\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tor_index\x18\x03 \x01(\r\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\x0e\n\x06\x65nv_id\x18\x05 \x01(\t\x12\x17\n\x0f\x65nv_kwargs_json\x18\x06 \x01(\t\x12\x10\n\x08num_envs\x18\x07 \x01(\r\x12\x15\n\runroll_length\x18\x08 \x01(\r\x12\'\n\x07network\x18\t \x01(\x0b\x32\x16.impala.v1.NetworkSpec\"\xae\x03\n\x06Unroll\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x16\n\x0eparams_version\x18\x03 \x01(\x04\x12\'\n\x0cobservations\x18\x04 \x01(\x0b\x32\x11.impala.v1.Tensor\x12%\n\nterminated\x18\x05 \x01(\x0b\x32\x11.impala.v1.Tensor\x12$\n\ttruncated\x18\x06 \x01(\x0b\x32\x11.impala.v1.Tensor\x12\"\n\x07\x61\x63tions\x18\x07 \x01(\x0b\x32\x11.impala.v1.Tensor\x12\"\n\x07rewards\x18\x08 \x01(\x0b\x32\x11.impala.v1.Tensor\x12+\n\x10\x62\x65haviour_logits\x18\t \x01(\x0b\x32\x11.impala.v1.Tensor\x12%\n\ncore_state\x18\n \x03(\x0b\x32\x11.impala.v1.Tensor\x12*\n\x0f\x65pisode_returns\x18\x0b \x01(\x0b\x32\x11.impala.v1.Tensor\x12*\n\x0f\x65pisode_lengths\x18\x0c \x01(\x0b\x32\x11.impala.v1.Tensor\"&\n\x0bUploadReply\x12\x17\n\x0flearner_version\x18\x01 \x01(\x04\"8\n\x0eWeightsRequest\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x14\n\x0chave_version\x18\x02 \x01(\x04\"7\n\x05Param\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.impala.v1.Tensor\"R\n\x07Weights\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x14\n\x0cnot_modified\x18\x02 \x01(\x08\x12 \n\x06params\x18\x03 \x03(\x0b\x32\x10.impala.v1.Param2\xaf\x01\n\x07Learner\x12\x32\n\x05Hello\x12\x17.impala.v1.HelloRequest\x1a\x10.impala.v1.Setup\x12\x33\n\x06Upload\x12\x11.impala.v1.Unroll\x1a\x16.impala.v1.UploadReply\x12;\n\nGetWeights\x12\x19.impala.v1.WeightsRequest\x1a\x12.impala.v1.Weightsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19impala/proto/impala.proto\x12\timpala.v1\"<\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x04J\x04\x08\x03\x10\x04\":\n\x0cHelloRequest\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\"E\n\x0bNetworkSpec\x12\r\n\x05torso\x18\x01 \x01(\t\x12\x14\n\x0chidden_sizes\x18\x02 \x03(\x05\x12\x11\n\tlstm_size\x18\x03 \x01(\r\"\xcf\x01\n\x05Setup\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tor_index\x18\x03 \x01(\r\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\x0e\n\x06\x65nv_id\x18\x05 \x01(\t\x12\x17\n\x0f\x65nv_kwargs_json\x18\x06 \x01(\t\x12\x10\n\x08num_envs\x18\x07 \x01(\r\x12\x15\n\runroll_length\x18\x08 \x01(\r\x12\'\n\x07network\x18\t \x01(\x0b\x32\x16.impala.v1.NetworkSpec\"\xbf\x03\n\x06Unroll\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x16\n\x0eparams_version\x18\x03 \x01(\x04\x12\'\n\x0cobservations\x18\x04 \x01(\x0b\x32\x11.impala.v1.Tensor\x12%\n\nterminated\x18\x05 \x01(\x0b\x32\x11.impala.v1.Tensor\x12$\n\ttruncated\x18\x06 \x01(\x0b\x32\x11.impala.v1.Tensor\x12\"\n\x07\x61\x63tions\x18\x07 \x01(\x0b\x32\x11.impala.v1.Tensor\x12\"\n\x07rewards\x18\x08 \x01(\x0b\x32\x11.impala.v1.Tensor\x12+\n\x10\x62\x65haviour_logits\x18\t \x01(\x0b\x32\x11.impala.v1.Tensor\x12%\n\ncore_state\x18\n \x03(\x0b\x32\x11.impala.v1.Tensor\x12*\n\x0f\x65pisode_returns\x18\x0b \x01(\x0b\x32\x11.impala.v1.Tensor\x12*\n\x0f\x65pisode_lengths\x18\x0c \x01(\x0b\x32\x11.impala.v1.Tensor\x12\x0f\n\x07payload\x18\x0f \x01(\x0c\"&\n\x0bUploadReply\x12\x17\n\x0flearner_version\x18\x01 \x01(\x04\"8\n\x0eWeightsRequest\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x14\n\x0chave_version\x18\x02 \x01(\x04\"7\n\x05Param\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.impala.v1.Tensor\"c\n\x07Weights\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x14\n\x0cnot_modified\x18\x02 \x01(\x08\x12 \n\x06params\x18\x03 \x03(\x0b\x32\x10.impala.v1.Param\x12\x0f\n\x07payload\x18\x0f \x01(\x0c\x32\xaf\x01\n\x07Learner\x12\x32\n\x05Hello\x12\x17.impala.v1.HelloRequest\x1a\x10.impala.v1.Setup\x12\x33\n\x06Upload\x12\x11.impala.v1.Unroll\x1a\x16.impala.v1.UploadReply\x12;\n\nGetWeights\x12\x19.impala.v1.WeightsRequest\x1a\x12.impala.v1.Weightsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,23 +32,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'impala.proto.impala_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TENSOR']._serialized_start=40
-  _globals['_TENSOR']._serialized_end=92
-  _globals['_HELLOREQUEST']._serialized_start=94
-  _globals['_HELLOREQUEST']._serialized_end=152
-  _globals['_NETWORKSPEC']._serialized_start=154
-  _globals['_NETWORKSPEC']._serialized_end=223
-  _globals['_SETUP']._serialized_start=226
-  _globals['_SETUP']._serialized_end=433
-  _globals['_UNROLL']._serialized_start=436
-  _globals['_UNROLL']._serialized_end=866
-  _globals['_UPLOADREPLY']._serialized_start=868
-  _globals['_UPLOADREPLY']._serialized_end=906
-  _globals['_WEIGHTSREQUEST']._serialized_start=908
-  _globals['_WEIGHTSREQUEST']._serialized_end=964
-  _globals['_PARAM']._serialized_start=966
-  _globals['_PARAM']._serialized_end=1021
-  _globals['_WEIGHTS']._serialized_start=1023
-  _globals['_WEIGHTS']._serialized_end=1105
-  _globals['_LEARNER']._serialized_start=1108
-  _globals['_LEARNER']._serialized_end=1283
+  _globals['_TENSOR']._serialized_end=100
+  _globals['_HELLOREQUEST']._serialized_start=102
+  _globals['_HELLOREQUEST']._serialized_end=160
+  _globals['_NETWORKSPEC']._serialized_start=162
+  _globals['_NETWORKSPEC']._serialized_end=231
+  _globals['_SETUP']._serialized_start=234
+  _globals['_SETUP']._serialized_end=441
+  _globals['_UNROLL']._serialized_start=444
+  _globals['_UNROLL']._serialized_end=891
+  _globals['_UPLOADREPLY']._serialized_start=893
+  _globals['_UPLOADREPLY']._serialized_end=931
+  _globals['_WEIGHTSREQUEST']._serialized_start=933
+  _globals['_WEIGHTSREQUEST']._serialized_end=989
+  _globals['_PARAM']._serialized_start=991
+  _globals['_PARAM']._serialized_end=1046
+  _globals['_WEIGHTS']._serialized_start=1048
+  _globals['_WEIGHTS']._serialized_end=1147
+  _globals['_LEARNER']._serialized_start=1150
+  _globals['_LEARNER']._serialized_end=1325
 # @@protoc_insertion_point(module_scope)

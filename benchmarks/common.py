@@ -1,0 +1,113 @@
+"""What the benchmarks share: the machine's description, the JSON they print, timing loops,
+a learner with local actors measured in steady state, and an Atari-shaped stand-in env.
+
+Every benchmark prints one JSON object: {"benchmark", "machine", "parameters",
+"comparisons": [{"name", "unit", "value", "baseline_name", "baseline", "ratio"}],
+"details"}. `ratio` is value / baseline, both measured in the same run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+from importlib import metadata
+
+import gymnasium as gym
+import jax
+import numpy as np
+
+from impala import acting, learning, server, training
+from impala.config import Config
+
+PACKAGES = ("jax", "jaxlib", "dm-haiku", "rlax", "optax", "numpy", "grpcio", "protobuf",
+            "gymnasium")
+ATARI_SHAPED = "AtariShaped-v0"  # 84x84x4 uint8 observations, 6 actions; never stepped
+
+
+def machine() -> dict:
+  cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+              if line.startswith("model name")), platform.processor())
+  return dict(date=datetime.date.today().isoformat(), cores=len(os.sched_getaffinity(0)),
+              cpu=cpu, python=platform.python_version(), jax_backend=jax.default_backend(),
+              versions={name: metadata.version(name) for name in PACKAGES})
+
+
+def comparison(name: str, unit: str, value: float, baseline_name: str, baseline: float) -> dict:
+  return dict(name=name, unit=unit, value=value, baseline_name=baseline_name, baseline=baseline,
+              ratio=value / baseline)
+
+
+def emit(benchmark: str, parameters: dict, comparisons: list[dict], details=None):
+  print(json.dumps(dict(benchmark=benchmark, machine=machine(), parameters=parameters,
+                        comparisons=comparisons, details=details or {})), flush=True)
+
+
+def seconds_per_call(fn, min_seconds: float = 0.5, warmup: int = 3) -> float:
+  """Mean wall time of `fn()` over at least `min_seconds` (after `warmup` calls)."""
+  for _ in range(warmup):
+    fn()
+  calls, start = 0, time.perf_counter()
+  while (elapsed := time.perf_counter() - start) < min_seconds:
+    fn()
+    calls += 1
+  return elapsed / calls
+
+
+def register_atari_shaped():
+  """An environment with Atari's observation and action spaces, so a learner can be built
+  for Atari-sized trajectories without ale-py (the benchmarks never step it)."""
+
+  class AtariShaped(gym.Env):
+    observation_space = gym.spaces.Box(0, 255, (84, 84, 4), np.uint8)
+    action_space = gym.spaces.Discrete(6)
+
+  if ATARI_SHAPED not in gym.registry:
+    gym.register(ATARI_SHAPED, entry_point=AtariShaped)
+
+
+def acting_frames_per_second(config: Config, seconds: float) -> float:
+  """Frames/s of the bare loop: the actor's environments and jitted policy, no learner."""
+  actor = acting.Actor(config)
+  actor.prepare(config)
+  params = jax.device_put(actor.network.init(jax.random.PRNGKey(0)))
+  actor.unroll(params, 0)  # compiles
+  frames, start = actor.frames, time.perf_counter()
+  while (elapsed := time.perf_counter() - start) < seconds:
+    actor.unroll(params, 0)
+  return (actor.frames - frames) / elapsed
+
+
+def learning_rates(config: Config, actors: int, warmup: float, window: float) -> dict:
+  """Steady-state rates of a real learner (this process) with `actors` local actor processes.
+
+  Counted from the learner's side: frames and updates the learner trained on during
+  `window` seconds, starting `warmup` seconds after its first update.
+  """
+  learner = learning.Learner(config)
+  grpc_server, port, _ = server.create_server(learner, 0)
+  children = training.start_local_actors(actors, port)
+  try:
+    learner.compile()
+    deadline = time.monotonic() + 120
+    while not learner.step(timeout=1.0):
+      if time.monotonic() > deadline:
+        raise RuntimeError("no update within 120 s: did the actors start?")
+    marks = []
+    for seconds in (warmup, window):
+      end = time.monotonic() + seconds
+      while time.monotonic() < end:
+        learner.step()
+      with learner.lock:
+        marks.append((time.monotonic(), learner.stats.frames, learner.stats.updates))
+    (t0, f0, u0), (t1, f1, u1) = marks
+    with learner.lock:
+      lag, returns = learner.stats.policy_lag, learner.stats.return_mean_100
+    return dict(frames_per_second=(f1 - f0) / (t1 - t0), updates_per_second=(u1 - u0) / (t1 - t0),
+                policy_lag=lag, return_mean_100=returns)
+  finally:
+    training.stop_processes(children)
+    grpc_server.stop(grace=None).wait()
+    learner.close()
