@@ -35,7 +35,7 @@ class Config:
   # Environment (sent to actors in the handshake).
   env_id: str = _field("CartPole-v1", "gymnasium environment id")
   env_kwargs: dict = _field({}, "extra keyword arguments for the environment, as JSON")
-  num_envs: int = _field(32, "environments per actor, stepped as one batch")
+  num_envs: int = _field(64, "environments per actor, stepped as one batch")
   unroll_length: int = _field(20, "steps per unroll (T)")
   seed: int = _field(0, "seed of parameters, environments and sampling")
 

@@ -7,6 +7,7 @@ knows nothing of gRPC (server.py adapts it), so it can be tested in-process.
 from __future__ import annotations
 
 import collections
+import ctypes
 import dataclasses
 import queue
 import threading
@@ -28,6 +29,22 @@ class InvalidUnroll(ValueError):
 
 class QueueFull(RuntimeError):
   """The trajectory queue stayed full: the actor should retry later."""
+
+
+def keep_freed_memory():
+  """Makes glibc keep freed memory up to 32 MB blocks and 256 MB in all for reuse.
+
+  The learner receives and frees MB-sized messages at a high rate; by default glibc
+  hands each one back to the kernel and page-faults it in again for the next
+  (measured: Atari-sized ingest gains about a quarter). No-op elsewhere than glibc.
+  """
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+  except OSError:
+    return
+  m_trim_threshold, m_mmap_threshold = -1, -3
+  libc.mallopt(m_mmap_threshold, 32 << 20)
+  libc.mallopt(m_trim_threshold, 256 << 20)
 
 
 class TrainingState(NamedTuple):
@@ -60,10 +77,41 @@ def make_network(config: Config, spec: environments.EnvSpec) -> networks.Network
                        spec.observation_shape, spec.num_actions)
 
 
+def make_loss(config: Config, network: networks.Network) -> Callable:
+  return losses.impala_loss(
+      network.unroll, discount=config.discount, baseline_cost=config.baseline_cost,
+      entropy_cost=config.entropy_cost, clip_rho=config.clip_rho,
+      clip_pg_rho=config.clip_pg_rho, max_abs_reward=config.max_abs_reward)
+
+
+def dummy_batch(config: Config, spec: environments.EnvSpec,
+                network: networks.Network) -> types.Unroll:
+  """A batch of zeros with the shapes of a real one (for compiling and benchmarks)."""
+  t, b = config.unroll_length, config.num_envs * config.batch_size
+  return types.Unroll(
+      observations=np.zeros((t + 1, b) + spec.observation_shape, spec.observation_dtype),
+      terminated=np.zeros((t + 1, b), bool), truncated=np.zeros((t + 1, b), bool),
+      actions=np.zeros((t, b), np.int32), rewards=np.zeros((t, b), np.float32),
+      behaviour_logits=np.zeros((t, b, spec.num_actions), np.float32),
+      core_state=network.initial_state(b))
+
+
+def _concatenate_aligned(parts: list[np.ndarray], axis: int) -> np.ndarray:
+  """np.concatenate into a 64-byte-aligned array: jax.device_put on CPU then uses its
+  memory as it is instead of copying it once more."""
+  shape = list(parts[0].shape)
+  shape[axis] = sum(p.shape[axis] for p in parts)
+  nbytes = int(np.prod(shape)) * parts[0].dtype.itemsize
+  buffer = np.empty(nbytes + 64, np.uint8)
+  start = -buffer.ctypes.data % 64
+  out = buffer[start:start + nbytes].view(parts[0].dtype).reshape(shape)
+  return np.concatenate(parts, axis=axis, out=out)
+
+
 def stack(unrolls: list[types.Unroll]) -> types.Unroll:
   """Concatenates unrolls along the batch axis (axis 1; axis 0 for core states)."""
-  fields = [np.concatenate(parts, axis=1) for parts in zip(*(u[:-1] for u in unrolls))]
-  core = tuple(np.concatenate(parts, axis=0) for parts in zip(*(u.core_state for u in unrolls)))
+  fields = [_concatenate_aligned(parts, 1) for parts in zip(*(u[:-1] for u in unrolls))]
+  core = tuple(_concatenate_aligned(parts, 0) for parts in zip(*(u.core_state for u in unrolls)))
   return types.Unroll(*fields, core)
 
 
@@ -87,18 +135,15 @@ class Learner:
   """Consumes unrolls from actors, updates parameters, hands out versioned params."""
 
   def __init__(self, config: Config):
+    keep_freed_memory()
     self.config = config
     self.spec = environments.describe(config.env_id, config.env_kwargs)
     self.run_id = uuid.uuid4().hex[:12]
     self.network = make_network(config, self.spec)
-    loss_fn = losses.impala_loss(
-        self.network.unroll, discount=config.discount, baseline_cost=config.baseline_cost,
-        entropy_cost=config.entropy_cost, clip_rho=config.clip_rho,
-        clip_pg_rho=config.clip_pg_rho, max_abs_reward=config.max_abs_reward)
     optimizer = make_optimizer(config)
     params = self.network.init(jax.random.PRNGKey(config.seed))
     self._state = TrainingState(params, optimizer.init(params))
-    self._sgd_step = make_sgd_step(loss_fn, optimizer)
+    self._sgd_step = make_sgd_step(make_loss(config, self.network), optimizer)
 
     self.enqueue_timeout = 5.0
     self.lock = threading.Lock()
@@ -210,15 +255,8 @@ class Learner:
 
   def compile(self):
     """Compiles `sgd_step` ahead of the first batch (run it while actors start)."""
-    c, spec = self.config, self.spec
-    t, b = c.unroll_length, c.num_envs * c.batch_size
-    dummy = types.Unroll(
-        observations=np.zeros((t + 1, b) + spec.observation_shape, spec.observation_dtype),
-        terminated=np.zeros((t + 1, b), bool), truncated=np.zeros((t + 1, b), bool),
-        actions=np.zeros((t, b), np.int32), rewards=np.zeros((t, b), np.float32),
-        behaviour_logits=np.zeros((t, b, spec.num_actions), np.float32),
-        core_state=self.network.initial_state(b))
-    jax.block_until_ready(self._sgd_step(self._state, jax.device_put(dummy)))
+    batch = jax.device_put(dummy_batch(self.config, self.spec, self.network))
+    jax.block_until_ready(self._sgd_step(self._state, batch))
 
   def step(self, timeout: float = 0.1) -> bool:
     """Runs one update if a batch is ready within `timeout`; returns whether it did."""

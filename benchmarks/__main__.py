@@ -1,0 +1,55 @@
+"""Runs every benchmark, each in its own process, one after the other (about 6 minutes on
+2 cores): `python -m benchmarks [name ...]`.
+
+Prints each benchmark's JSON object on its own line on stdout, then a Markdown table of
+all comparisons on stderr (the table in README.md's Performance section).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+BENCHMARKS = ("end_to_end", "ingest", "weights", "actor_overhead", "learner_pipeline")
+
+
+def table(results: list[dict]) -> str:
+  rows = ["| benchmark | measured | value | baseline | baseline value | ratio |",
+          "|---|---|---:|---|---:|---:|"]
+  for result in results:
+    for c in result["comparisons"]:
+      rows.append(f"| {result['benchmark']} | {c['name']} | {c['value']:,.0f} {c['unit']} | "
+                  f"{c['baseline_name']} | {c['baseline']:,.0f} {c['unit']} | {c['ratio']:.2f} |")
+  machine = results[0]["machine"] if results else {}
+  rows.append(f"\n{machine.get('date')}, {machine.get('cores')} cores ({machine.get('cpu')}), "
+              f"jax {machine.get('versions', {}).get('jax')} on {machine.get('jax_backend')}, "
+              f"grpcio {machine.get('versions', {}).get('grpcio')}")
+  return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+  names = argv or BENCHMARKS
+  unknown = sorted(set(names) - set(BENCHMARKS))
+  if unknown:
+    print(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
+          file=sys.stderr)
+    return 2
+  results, failed = [], []
+  for name in names:
+    print(f"running {name} ...", file=sys.stderr, flush=True)
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}"], stdout=subprocess.PIPE,
+                          text=True)
+    if done.returncode != 0:
+      failed.append(name)
+      continue
+    print(done.stdout.strip(), flush=True)
+    results.append(json.loads(done.stdout))
+  print(table(results), file=sys.stderr)
+  if failed:
+    print(f"failed: {', '.join(failed)}", file=sys.stderr)
+  return 1 if failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,219 @@
+"""Item 2: learner ingest. Synthetic actors (processes, no environment) send ready-made
+CartPole-sized and Atari-sized (84x84x4 uint8) unrolls as fast as the learner takes them;
+the learner decodes, checks, queues and batches them, with its update replaced by a
+no-op so that the figure is the ingest path alone.
+
+Baselines, same run: the same serialized bytes, length-prefixed, from the same number
+of sender processes over a plain loopback TCP socket into fresh buffers; and the
+ceiling of grpcio itself, a bare gRPC server whose Upload handler drops the bytes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import struct
+import threading
+import time
+from concurrent import futures
+
+import grpc
+import numpy as np
+
+from benchmarks import common
+from impala import codec, environments, learning, server, types
+from impala.config import Config
+
+SENDERS, IN_FLIGHT = 2, 4
+WARMUP, WINDOW = 1.0, 4.0
+SIZES = {
+    "cartpole": Config(),
+    "atari": Config(env_id=common.ATARI_SHAPED, torso="deep", num_envs=8, queue_size=8),
+}
+
+
+def make_unroll(config: Config, spec) -> bytes:
+  """One serialized unroll of the configured shape, with random contents."""
+  rng = np.random.default_rng(0)
+  t, n, a = config.unroll_length, config.num_envs, spec.num_actions
+  shape = (t + 1, n) + spec.observation_shape
+  if spec.observation_dtype == np.uint8:
+    obs = rng.integers(0, 256, shape, dtype=np.uint8)
+  else:
+    obs = rng.normal(size=shape).astype(spec.observation_dtype)
+  unroll = types.Unroll(obs, np.zeros((t + 1, n), bool), np.zeros((t + 1, n), bool),
+                        rng.integers(0, a, (t, n)).astype(np.int32),
+                        np.ones((t, n), np.float32),
+                        rng.normal(size=(t, n, a)).astype(np.float32), ())
+  info = types.UnrollInfo("sender", 0, 0, np.zeros(0, np.float32), np.zeros(0, np.int32))
+  return codec.encode_unroll(unroll, info)
+
+
+def grpc_sender(target: str, raw: bytes, max_bytes: int, stop):
+  """Uploads `raw` with up to IN_FLIGHT calls outstanding until `stop` is set."""
+  with grpc.insecure_channel(target, options=server.channel_options(max_bytes)) as channel:
+    upload = channel.unary_unary(f"/{server.SERVICE_NAME}/Upload")
+    in_flight = []
+    while not stop.is_set():
+      in_flight.append(upload.future(raw, timeout=30))
+      if len(in_flight) >= IN_FLIGHT:
+        try:
+          in_flight.pop(0).result()
+        except grpc.RpcError as e:  # RESOURCE_EXHAUSTED when the queue stays full: go on
+          if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise
+
+
+def socket_sender(port: int, raw: bytes, stop):
+  with socket.create_connection(("127.0.0.1", port)) as s:
+    header = struct.pack("<Q", len(raw))
+    while not stop.is_set():
+      s.sendall(header)
+      s.sendall(raw)
+
+
+def start_senders(target, *args):
+  ctx = multiprocessing.get_context("spawn")
+  stop = ctx.Event()
+  procs = [ctx.Process(target=target, args=(*args, stop), daemon=True) for _ in range(SENDERS)]
+  for p in procs:
+    p.start()
+  return stop, procs
+
+
+def stop_senders(stop, procs):
+  stop.set()
+  for p in procs:
+    p.join(timeout=10)
+    if p.is_alive():
+      p.kill()
+
+
+def grpc_ingest(config: Config, raw: bytes, train: bool = False) -> tuple[float, float]:
+  """(unrolls/s accepted, batches/s taken by the update loop) of a learner fed `raw` as fast
+  as SENDERS processes can send it; without `train` the update is a no-op."""
+  learner = learning.Learner(config)
+  if train:
+    learner.compile()
+  else:
+    learner._sgd_step = lambda state, batch: (state, {})  # ingest only: nothing is trained
+  grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+  done = threading.Event()
+
+  def drain():
+    while not done.is_set():
+      learner.step()
+
+  drainer = threading.Thread(target=drain)
+  drainer.start()
+  stop, procs = start_senders(grpc_sender, f"127.0.0.1:{port}", raw, config.max_message_bytes)
+  try:
+    marks = []
+    for seconds in (WARMUP, WINDOW):
+      time.sleep(seconds)
+      with learner.lock:
+        marks.append((time.monotonic(), learner.stats.unrolls_accepted, learner.stats.updates))
+    (t0, a0, u0), (t1, a1, u1) = marks
+    return (a1 - a0) / (t1 - t0), (u1 - u0) / (t1 - t0)
+  finally:
+    stop_senders(stop, procs)
+    done.set()
+    drainer.join()
+    grpc_server.stop(grace=None).wait()
+    learner.close()
+
+
+def bare_grpc_ingest(raw: bytes, max_bytes: int) -> float:
+  """Messages/s a gRPC server receives when its handler does nothing with them."""
+  received = [0]
+
+  def upload(request, context):
+    received[0] += 1
+    return b""
+
+  bare = grpc.server(futures.ThreadPoolExecutor(16), options=server.channel_options(max_bytes))
+  bare.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+      server.SERVICE_NAME, {"Upload": grpc.unary_unary_rpc_method_handler(upload)})])
+  port = bare.add_insecure_port("127.0.0.1:0")
+  bare.start()
+  stop, procs = start_senders(grpc_sender, f"127.0.0.1:{port}", raw, max_bytes)
+  try:
+    return count_rate(lambda: received[0])
+  finally:
+    stop_senders(stop, procs)
+    bare.stop(grace=None).wait()
+
+
+def count_rate(count) -> float:
+  """Rate of `count()` over WINDOW seconds, after WARMUP seconds."""
+  time.sleep(WARMUP)
+  t0, c0 = time.monotonic(), count()
+  time.sleep(WINDOW)
+  return (count() - c0) / (time.monotonic() - t0)
+
+
+def socket_ingest(raw: bytes) -> float:
+  """Messages/s received over loopback TCP, each read into a fresh buffer."""
+  listener = socket.create_server(("127.0.0.1", 0))
+  port = listener.getsockname()[1]
+  stop, procs = start_senders(socket_sender, port, raw)
+  received = [0]
+
+  def receive(conn):
+    with conn:
+      header = bytearray(8)
+      while True:
+        if conn.recv_into(header, 8, socket.MSG_WAITALL) < 8:
+          return
+        size = struct.unpack("<Q", header)[0]
+        buffer, got = bytearray(size), 0
+        view = memoryview(buffer)
+        while got < size:
+          n = conn.recv_into(view[got:])
+          if not n:
+            return
+          got += n
+        received[0] += 1
+
+  threads = []
+  for _ in procs:
+    conn, _ = listener.accept()
+    threads.append(threading.Thread(target=receive, args=(conn,), daemon=True))
+    threads[-1].start()
+  try:
+    return count_rate(lambda: received[0])
+  finally:
+    stop_senders(stop, procs)
+    listener.close()
+
+
+def main():
+  common.register_atari_shaped()
+  comparisons, details = [], {}
+  for size, config in SIZES.items():
+    spec = environments.describe(config.env_id)
+    raw = make_unroll(config, spec)
+    frames = config.unroll_length * config.num_envs
+    mb = len(raw) / 1e6
+    unrolls, batches = grpc_ingest(config, raw)
+    socket_rate = socket_ingest(raw)
+    bare_rate = bare_grpc_ingest(raw, config.max_message_bytes)
+    comparisons += [
+        common.comparison(f"{size}: learner ingest", "MB/s", unrolls * mb,
+                          "same bytes over a loopback socket", socket_rate * mb),
+        common.comparison(f"{size}: learner ingest", "MB/s", unrolls * mb,
+                          "bare gRPC server, bytes dropped", bare_rate * mb)]
+    details[size] = dict(unroll_megabytes=mb, unrolls_per_second=unrolls,
+                         frames_per_second=unrolls * frames, batches_per_second=batches,
+                         socket_messages_per_second=socket_rate,
+                         bare_grpc_messages_per_second=bare_rate)
+  parameters = dict(senders=SENDERS, in_flight_per_sender=IN_FLIGHT, warmup_s=WARMUP,
+                    window_s=WINDOW, **{size: dict(env_id=c.env_id, num_envs=c.num_envs,
+                                                   unroll_length=c.unroll_length,
+                                                   batch_size=c.batch_size)
+                                        for size, c in SIZES.items()})
+  common.emit("ingest", parameters, comparisons, details)
+
+
+if __name__ == "__main__":
+  main()
