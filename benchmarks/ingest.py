@@ -5,7 +5,8 @@ no-op so that the figure is the ingest path alone.
 
 Baselines, same run: the same serialized bytes, length-prefixed, from the same number
 of sender processes over a plain loopback TCP socket into fresh buffers; and the
-ceiling of grpcio itself, a bare gRPC server whose Upload handler drops the bytes.
+ceilings of grpcio itself, bare gRPC servers whose handlers drop the bytes, for unary
+calls (what Upload is) and for one client stream per sender (what it could be).
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ def make_unroll(config: Config, spec) -> bytes:
   return codec.encode_unroll(unroll, info)
 
 
-def grpc_sender(target: str, raw: bytes, max_bytes: int, stop):
+def grpc_sender(target: str, raw: bytes, max_bytes: int, stop,
+                method: str = f"/{server.SERVICE_NAME}/Upload"):
   """Uploads `raw` with up to IN_FLIGHT calls outstanding until `stop` is set."""
   with grpc.insecure_channel(target, options=server.channel_options(max_bytes)) as channel:
-    upload = channel.unary_unary(f"/{server.SERVICE_NAME}/Upload")
+    upload = channel.unary_unary(method)
     in_flight = []
     while not stop.is_set():
       in_flight.append(upload.future(raw, timeout=30))
@@ -72,10 +74,11 @@ def socket_sender(port: int, raw: bytes, stop):
       s.sendall(raw)
 
 
-def start_senders(target, *args):
+def start_senders(target, *args, **kwargs):
   ctx = multiprocessing.get_context("spawn")
   stop = ctx.Event()
-  procs = [ctx.Process(target=target, args=(*args, stop), daemon=True) for _ in range(SENDERS)]
+  procs = [ctx.Process(target=target, args=(*args, stop), kwargs=kwargs, daemon=True)
+           for _ in range(SENDERS)]
   for p in procs:
     p.start()
   return stop, procs
@@ -123,7 +126,14 @@ def grpc_ingest(config: Config, raw: bytes, train: bool = False) -> tuple[float,
     learner.close()
 
 
-def bare_grpc_ingest(raw: bytes, max_bytes: int) -> float:
+def stream_sender(target: str, raw: bytes, max_bytes: int, stop):
+  """Sends `raw` over one client stream until `stop` is set."""
+  with grpc.insecure_channel(target, options=server.channel_options(max_bytes)) as channel:
+    upload = channel.stream_unary("/bench.Bare/UploadStream")
+    upload(iter(lambda: None if stop.is_set() else raw, None), timeout=60)
+
+
+def bare_grpc_ingest(raw: bytes, max_bytes: int, stream: bool = False) -> float:
   """Messages/s a gRPC server receives when its handler does nothing with them."""
   received = [0]
 
@@ -131,12 +141,22 @@ def bare_grpc_ingest(raw: bytes, max_bytes: int) -> float:
     received[0] += 1
     return b""
 
+  def upload_stream(requests, context):
+    for _ in requests:
+      received[0] += 1
+    return b""
+
   bare = grpc.server(futures.ThreadPoolExecutor(16), options=server.channel_options(max_bytes))
-  bare.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-      server.SERVICE_NAME, {"Upload": grpc.unary_unary_rpc_method_handler(upload)})])
+  bare.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Bare", {
+      "Upload": grpc.unary_unary_rpc_method_handler(upload),
+      "UploadStream": grpc.stream_unary_rpc_method_handler(upload_stream)})])
   port = bare.add_insecure_port("127.0.0.1:0")
   bare.start()
-  stop, procs = start_senders(grpc_sender, f"127.0.0.1:{port}", raw, max_bytes)
+  if stream:
+    stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", raw, max_bytes)
+  else:
+    stop, procs = start_senders(grpc_sender, f"127.0.0.1:{port}", raw, max_bytes,
+                                method="/bench.Bare/Upload")
   try:
     return count_rate(lambda: received[0])
   finally:
@@ -198,15 +218,19 @@ def main():
     unrolls, batches = grpc_ingest(config, raw)
     socket_rate = socket_ingest(raw)
     bare_rate = bare_grpc_ingest(raw, config.max_message_bytes)
+    stream_rate = bare_grpc_ingest(raw, config.max_message_bytes, stream=True)
     comparisons += [
         common.comparison(f"{size}: learner ingest", "MB/s", unrolls * mb,
                           "same bytes over a loopback socket", socket_rate * mb),
         common.comparison(f"{size}: learner ingest", "MB/s", unrolls * mb,
-                          "bare gRPC server, bytes dropped", bare_rate * mb)]
+                          "bare gRPC server, unary, bytes dropped", bare_rate * mb),
+        common.comparison(f"{size}: learner ingest", "MB/s", unrolls * mb,
+                          "bare gRPC server, client streams, bytes dropped", stream_rate * mb)]
     details[size] = dict(unroll_megabytes=mb, unrolls_per_second=unrolls,
                          frames_per_second=unrolls * frames, batches_per_second=batches,
                          socket_messages_per_second=socket_rate,
-                         bare_grpc_messages_per_second=bare_rate)
+                         bare_grpc_messages_per_second=bare_rate,
+                         bare_grpc_stream_messages_per_second=stream_rate)
   parameters = dict(senders=SENDERS, in_flight_per_sender=IN_FLIGHT, warmup_s=WARMUP,
                     window_s=WINDOW, **{size: dict(env_id=c.env_id, num_envs=c.num_envs,
                                                    unroll_length=c.unroll_length,

@@ -78,8 +78,8 @@ def fetch_seconds(config: Config, params: dict, message_type) -> tuple[float, fl
                                options=server.channel_options(config.max_message_bytes)) as ch:
       get = ch.unary_unary("/seed.Learner/GetWeights")
 
-      def fetch_seed():
-        repeated_float_deserialize(message_type, get(b"", timeout=30))
+      def fetch_seed():  # the same call style as the actor's (a future), so only the format differs
+        repeated_float_deserialize(message_type, get.future(b"", timeout=30).result())
 
       return common.seconds_per_call(fetch), common.seconds_per_call(fetch_seed)
   finally:

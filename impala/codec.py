@@ -5,9 +5,9 @@ A message that carries tensors holds all their bytes in one `payload` field
 tensor's bytes once, straight into the serialized message; decoding finds the
 payload in the received buffer (at once when it comes first, by a scan of the
 top-level fields otherwise) and returns read-only `np.frombuffer` views of it,
-no copy. Before
-touching the bytes, decoding checks that the dtype is allowed and that the
-tensor lies inside the payload, with Python integers so no shape can overflow it.
+no copy. Before touching the bytes, decoding checks that the dtype is allowed and
+that the tensor lies inside the payload, with Python integers so no shape can
+overflow it.
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ def parse(message_type, raw: bytes):
   if buffer[:len(_PAYLOAD_TAG)] == _PAYLOAD_TAG:  # our encoder's layout: the payload first
     length, start = _read_varint(buffer, len(_PAYLOAD_TAG))
     if start + length <= len(buffer):
-      return _parse_header(message_type, buffer[start + length:]), buffer[start:start + length]
+      msg = _parse_header(message_type, buffer[start + length:])
+      if not msg.payload:  # a second payload field would win, as in any protobuf parser
+        return msg, buffer[start:start + length]
   pos, payload = 0, None
   while pos < len(buffer):
     start = pos
