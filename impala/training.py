@@ -58,6 +58,7 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
   children = start_local_actors(config.local_actors, port)
   target = config.stop_at_return
   reason, status = "interrupted", 130
+  return_mean = float("nan")
   try:
     learner.compile()
     last_log, last_counts = time.monotonic(), (0, 0)
@@ -68,7 +69,8 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
       with learner.lock:
         frames, updates = learner.stats.frames, learner.stats.updates
         returns = learner.stats.returns
-        reached = len(returns) == returns.maxlen and learner.stats.return_mean_100 >= target
+        return_mean = learner.stats.return_mean_100  # reported as is: the one the stop used
+        reached = len(returns) == returns.maxlen and return_mean >= target
       if now - last_log >= config.log_every:
         rates = ((frames - last_counts[0]) / (now - last_log),
                  (updates - last_counts[1]) / (now - last_log))
@@ -96,7 +98,7 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
   elapsed = time.monotonic() - started
   summary = dict(frames=s.frames, updates=s.updates, seconds=round(elapsed, 2),
                  frames_per_second=round(s.frames / elapsed, 1), episodes=s.episodes,
-                 return_mean_100=s.return_mean_100, reached_target=reason == "stop_at_return",
+                 return_mean_100=return_mean, reached_target=reason == "stop_at_return",
                  stop_reason=reason, unrolls_accepted=s.unrolls_accepted,
                  unrolls_rejected=s.unrolls_rejected)
   return summary, status
