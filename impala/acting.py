@@ -1,8 +1,9 @@
 """The actor: a batch of environments, a jitted policy step, unrolls streamed to the learner.
 
-The actor never waits for the learner between steps: uploads are asynchronous
-(at most `MAX_IN_FLIGHT` unanswered), and new weights are asked for at each unroll
-boundary and picked up at a later boundary once they have arrived.
+The actor never waits for a learner that keeps up: unrolls go out on one upload
+stream (at most `MAX_IN_FLIGHT` unanswered; more only when the learner falls
+behind, which is how it slows actors down), and new weights are asked for at each
+unroll boundary and picked up at a later boundary once they have arrived.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 import grpc
 import jax
@@ -65,8 +67,8 @@ class Actor:
     self.actor_id = config.actor_id or f"{socket.gethostname()}-{os.getpid()}"
     self.sequence = 0
     self.frames = 0
-    self.busy_retries = 0  # uploads resent because the learner's queue was full
-    self._busy = Backoff(first=0.01, cap=1.0)
+    self.stalls = 0  # 0.1 s waits for a learner that fell behind (backpressure)
+    self._unanswered = collections.deque()  # serialized unrolls sent but not yet answered
     self._run_key = None  # what the environments and network were built for
 
   # --- Setting up from the handshake ----------------------------------------------
@@ -78,6 +80,7 @@ class Actor:
     if key == self._run_key:
       return
     self._run_key, self.run_config = key, config
+    self._unanswered.clear()  # unrolls of another run's shapes
     self.envs = environments.make(config.env_id, config.num_envs, config.env_kwargs)
     self.spec = environments.spec_of(self.envs)
     self.network = networks.make(config.torso, config.hidden_sizes, config.lstm_size,
@@ -150,32 +153,40 @@ class Actor:
     version, params = client.decode_weights(client.weights(self.actor_id, 0).result())
     params = jax.device_put(params)
     weights = client.weights(self.actor_id, version)
-    in_flight = collections.deque()  # (future, unroll, info), oldest first
-    while self._wants_more(stop, max_unrolls):
-      unroll, info = self.unroll(params, version)
-      in_flight.append((client.upload(unroll, info), unroll, info))
-      while in_flight and (len(in_flight) > MAX_IN_FLIGHT or in_flight[0][0].done()):
-        self._settle(client, in_flight, stop)
-      if weights.done():
-        newer = client.decode_weights(weights.result())
-        if newer is not None:
-          version, params = newer[0], jax.device_put(newer[1])
-        weights = client.weights(self.actor_id, version)
-    while in_flight:
-      self._settle(client, in_flight, stop)
-
-  def _settle(self, client: LearnerClient, in_flight: collections.deque, stop: threading.Event):
-    """Waits for the oldest upload; resends it after a pause when the learner is busy."""
-    future, unroll, info = in_flight.popleft()
+    stream = client.upload_stream()
     try:
-      future.result()
-      self._busy.reset()
-    except grpc.RpcError as e:
-      if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-        raise
-      self.busy_retries += 1
-      stop.wait(self._busy.next())
-      in_flight.appendleft((client.upload(unroll, info), unroll, info))
+      for raw in self._unanswered:  # sent on a stream that broke: nothing is lost
+        stream.send(raw)
+      while self._wants_more(stop, max_unrolls):
+        raw = client.encode_unroll(*self.unroll(params, version))
+        self._unanswered.append(raw)
+        stream.send(raw)
+        self._take_replies(stream, stop, keep=MAX_IN_FLIGHT)
+        if weights.done():
+          newer = client.decode_weights(weights.result())
+          if newer is not None:
+            version, params = newer[0], jax.device_put(newer[1])
+          weights = client.weights(self.actor_id, version)
+      self._take_replies(stream, stop, keep=0, patience=self.config.rpc_timeout)
+    finally:
+      stream.close()
+
+  def _take_replies(self, stream, stop: threading.Event, keep: int, patience: float = 0.0):
+    """Takes the replies that have arrived, and waits for more while more than `keep`
+    unrolls are unanswered (until `stop`, or for `patience` s once stopping)."""
+    deadline = None
+    while self._unanswered:
+      over = len(self._unanswered) > keep
+      if stream.next_reply(timeout=0.1 if over else 0.0) is not None:
+        self._unanswered.popleft()
+        continue
+      if not over:
+        return
+      if stop.is_set():
+        deadline = deadline or time.monotonic() + patience
+        if time.monotonic() >= deadline:
+          return
+      self.stalls += 1
 
   def run(self, stop: threading.Event, max_unrolls: int | None = None):
     """Acts until `stop` is set (or `max_unrolls` were sent), reconnecting when the learner is away.

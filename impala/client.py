@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+
 import grpc
 
 from impala import codec, server, types
@@ -25,7 +28,7 @@ class LearnerClient:
     method = f"/{server.SERVICE_NAME}/"
     self._hello = self._channel.unary_unary(
         method + "Hello", pb.HelloRequest.SerializeToString, pb.Setup.FromString)
-    self._upload = self._channel.unary_unary(
+    self._upload = self._channel.stream_stream(
         method + "Upload", None, pb.UploadReply.FromString)
     self._weights = self._channel.unary_unary(
         method + "GetWeights", pb.WeightsRequest.SerializeToString, None)
@@ -37,8 +40,10 @@ class LearnerClient:
                         timeout=self.config.rpc_timeout)
     return setup, codec.decode_setup(setup, self.config)
 
-  def upload(self, unroll: types.Unroll, info: types.UnrollInfo) -> grpc.Future:
-    return self._upload.future(codec.encode_unroll(unroll, info), timeout=self.config.rpc_timeout)
+  def upload_stream(self) -> UploadStream:
+    return UploadStream(self._upload)
+
+  encode_unroll = staticmethod(codec.encode_unroll)
 
   def weights(self, actor_id: str, have_version: int) -> grpc.Future:
     """A future of the serialized Weights; see `decode_weights`."""
@@ -50,3 +55,58 @@ class LearnerClient:
 
   def close(self):
     self._channel.close()
+
+
+class UploadStream:
+  """One Upload stream: `send` serialized unrolls, `next_reply` for the learner's replies,
+  which come in order, one per unroll it has queued."""
+
+  _END = None
+
+  def __init__(self, call: grpc.StreamStreamMultiCallable):
+    self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+    # No deadline: the stream lasts as long as the connection; keepalive pings
+    # (server.channel_options) notice a dead learner.
+    self._replies = call(iter(self._outbox.get, self._END))
+    self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=self._read, name="upload-replies", daemon=True).start()
+
+  def _read(self):
+    try:
+      for reply in self._replies:
+        self._inbox.put(reply)
+      self._inbox.put(self._END)
+    except grpc.RpcError as e:
+      self._inbox.put(e)
+
+  def send(self, raw: bytes):
+    self._outbox.put(raw)
+
+  def next_reply(self, timeout: float) -> pb.UploadReply | None:
+    """The next reply, or None if none came within `timeout` s. Raises the stream's
+    RpcError; UNAVAILABLE if the learner ended the stream."""
+    try:
+      item = self._inbox.get(timeout=timeout)
+    except queue.Empty:
+      return None
+    if isinstance(item, grpc.RpcError):
+      self._inbox.put(item)  # every later call sees it too
+      raise item
+    if item is self._END:
+      self._inbox.put(item)
+      raise StreamEnded()
+    return item
+
+  def close(self):
+    self._outbox.put(self._END)
+    self._replies.cancel()
+
+
+class StreamEnded(grpc.RpcError):
+  """The learner ended an upload stream without an error (it is shutting down)."""
+
+  def code(self) -> grpc.StatusCode:
+    return grpc.StatusCode.UNAVAILABLE
+
+  def details(self) -> str:
+    return "the learner ended the upload stream"

@@ -27,10 +27,6 @@ class InvalidUnroll(ValueError):
   """An unroll that does not match the run's configuration; the message names the field."""
 
 
-class QueueFull(RuntimeError):
-  """The trajectory queue stayed full: the actor should retry later."""
-
-
 def keep_freed_memory():
   """Makes glibc keep freed memory up to 32 MB blocks and 256 MB in all for reuse.
 
@@ -145,7 +141,6 @@ class Learner:
     self._state = TrainingState(params, optimizer.init(params))
     self._sgd_step = make_sgd_step(make_loss(config, self.network), optimizer)
 
-    self.enqueue_timeout = 5.0
     self.lock = threading.Lock()
     self.stats = Stats()
     self.version = 1                 # actors start with version 0: "nothing yet"
@@ -168,10 +163,13 @@ class Learner:
     seed = int(np.random.SeedSequence([self.config.seed, index]).generate_state(1)[0])
     return index, seed
 
-  def enqueue(self, unroll: types.Unroll, info: types.UnrollInfo):
+  def enqueue(self, unroll: types.Unroll, info: types.UnrollInfo,
+              keep_waiting: Callable[[], bool] = lambda: True) -> bool:
     """Checks an unroll against the configuration and queues it for training.
 
-    Raises InvalidUnroll, or QueueFull when the queue stays full for `enqueue_timeout` s.
+    While the queue is full it waits (the backpressure that slows actors down), for as
+    long as `keep_waiting()` holds and the learner runs; returns whether it queued the
+    unroll. Raises InvalidUnroll.
     """
     try:
       self.check(unroll)
@@ -179,15 +177,19 @@ class Learner:
       with self.lock:
         self.stats.unrolls_rejected += 1
       raise
-    try:
-      self._unrolls.put((unroll, info), timeout=self.enqueue_timeout)
-    except queue.Full:
-      raise QueueFull(f"trajectory queue full ({self.config.queue_size} unrolls)") from None
+    while True:
+      try:
+        self._unrolls.put((unroll, info), timeout=0.1)
+        break
+      except queue.Full:
+        if self._stop.is_set() or not keep_waiting():
+          return False
     with self.lock:
       self.stats.unrolls_accepted += 1
       self.stats.episodes += len(info.episode_returns)
       self.stats.returns.extend(info.episode_returns.tolist())
       self.last_seen[info.actor_id] = time.monotonic()
+    return True
 
   def params_for_actor(self) -> tuple[int, dict]:
     """(version, numpy params) of the newest parameters; fetched from the device once per version."""

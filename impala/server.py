@@ -1,14 +1,15 @@
 """The learner's gRPC service (transport layer): protobuf in, arrays to the Learner, bytes out.
 
 Bad input is answered with a precise status and message and never reaches the
-update: INVALID_ARGUMENT for a malformed unroll, FAILED_PRECONDITION for a
-protocol mismatch, RESOURCE_EXHAUSTED when the trajectory queue stays full.
+update: INVALID_ARGUMENT for a malformed unroll (it ends that actor's upload
+stream), FAILED_PRECONDITION for a protocol mismatch.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent import futures
+from typing import Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,8 +25,13 @@ class BindError(OSError):
 
 
 def channel_options(max_message_bytes: int) -> list:
+  """Options of both ends. Upload streams live long and can sit idle while the learner
+  is busy: both ends ping every 20 s (and accept pings every 10 s) to notice a dead peer."""
   return [("grpc.max_send_message_length", max_message_bytes),
-          ("grpc.max_receive_message_length", max_message_bytes)]
+          ("grpc.max_receive_message_length", max_message_bytes),
+          ("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 20_000),
+          ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+          ("grpc.http2.max_pings_without_data", 0)]
 
 
 class LearnerService:
@@ -46,16 +52,17 @@ class LearnerService:
     index, seed = self.learner.hello(request.actor_id)
     return codec.encode_setup(self.learner.config, self.learner.run_id, index, seed)
 
-  def Upload(self, request: bytes, context) -> pb.UploadReply:
-    """Takes serialized bytes (the request deserializer is the identity): decoding is zero-copy."""
-    try:
-      unroll, info = codec.decode_unroll(request)
-      self.learner.enqueue(unroll, info)
-    except (codec.DecodeError, learning.InvalidUnroll) as e:
-      context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-    except learning.QueueFull as e:
-      context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
-    return pb.UploadReply(learner_version=self.learner.version)
+  def Upload(self, requests: Iterator[bytes], context) -> Iterator[pb.UploadReply]:
+    """One actor's stream of serialized unrolls (the request deserializer is the identity:
+    decoding is zero-copy); one reply per queued unroll, sent once it is queued."""
+    for raw in requests:
+      try:
+        queued = self.learner.enqueue(*codec.decode_unroll(raw), keep_waiting=context.is_active)
+      except (codec.DecodeError, learning.InvalidUnroll) as e:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+      if not queued:  # the actor went away or the learner is stopping
+        return
+      yield pb.UploadReply(learner_version=self.learner.version)
 
   def GetWeights(self, request: pb.WeightsRequest, context) -> bytes:
     """Returns serialized bytes (the response serializer is the identity), made once per version."""
@@ -69,8 +76,11 @@ class LearnerService:
 
 
 def create_server(learner: learning.Learner, port: int, address: str = "[::]",
-                  max_workers: int = 16) -> tuple[grpc.Server, int, health.HealthServicer]:
-  """A started server; returns it, the port it bound (useful with port 0) and its health servicer."""
+                  max_workers: int = 256) -> tuple[grpc.Server, int, health.HealthServicer]:
+  """A started server; returns it, the port it bound (useful with port 0) and its health servicer.
+
+  Every connected actor's upload stream holds one of the `max_workers` threads.
+  """
   service = LearnerService(learner)
   server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                        options=channel_options(learner.config.max_message_bytes))
@@ -78,7 +88,7 @@ def create_server(learner: learning.Learner, port: int, address: str = "[::]",
   handlers = {
       "Hello": grpc.unary_unary_rpc_method_handler(
           service.Hello, pb.HelloRequest.FromString, pb.Setup.SerializeToString),
-      "Upload": grpc.unary_unary_rpc_method_handler(
+      "Upload": grpc.stream_stream_rpc_method_handler(
           service.Upload, None, pb.UploadReply.SerializeToString),
       "GetWeights": grpc.unary_unary_rpc_method_handler(
           service.GetWeights, pb.WeightsRequest.FromString, None),

@@ -68,6 +68,13 @@ def test_health_service_reports_serving(learner_server):
       assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def upload(port: int, *messages: bytes) -> list:
+  """Sends serialized unrolls on one Upload stream; returns the replies."""
+  with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    call = channel.stream_stream(f"/{server.SERVICE_NAME}/Upload")  # sends bytes as they are
+    return list(call(iter(messages), timeout=10))
+
+
 def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_server, small_config):
   learner, port = learner_server
   actor = acting.Actor(small_config)
@@ -85,16 +92,14 @@ def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_ser
            (wrong_shape, "actions: expected int32[5, 4], got int32[4, 4]"),
            (bad_action, "actions: out of range [0, 2)"),
            (nan_reward, "rewards: contains NaN or infinity")]
-  with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-    upload = channel.unary_unary(f"/{server.SERVICE_NAME}/Upload")  # sends bytes as they are
-    for message, details in cases:
-      with pytest.raises(grpc.RpcError) as e:
-        upload(message, timeout=10)
-      assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-      assert e.value.details() == details
-    upload(good, timeout=10)  # still serving, and the good one is accepted
+  for message, details in cases:
+    with pytest.raises(grpc.RpcError) as e:
+      upload(port, good, message, good)  # the stream ends at the bad one
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == details
+  assert len(upload(port, good, good)) == 2  # still serving: one reply per unroll
   assert learner.stats.unrolls_rejected == 3  # the undecodable two fail before the learner sees them
-  assert learner.stats.unrolls_accepted == 1
+  assert learner.stats.unrolls_accepted == len(cases) + 2
 
 
 def test_actor_started_before_the_learner_connects_and_trains(small_config):
@@ -128,20 +133,22 @@ def test_actor_started_before_the_learner_connects_and_trains(small_config):
     learner.close()
 
 
-def test_actor_waits_and_resends_when_the_queue_is_full():
+def test_a_learner_that_falls_behind_slows_its_actors_down_and_loses_nothing():
   config = Config(num_envs=2, unroll_length=4, batch_size=1, queue_size=1, rpc_timeout=10.0)
   learner = learning.Learner(config)
-  learner.enqueue_timeout = 0.05
   grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
   actor = acting.Actor(Config(grpc_host=f"127.0.0.1:{port}", actor_id="busy", rpc_timeout=10.0))
   thread = threading.Thread(target=actor.run, args=(threading.Event(), 12))
   try:
     thread.start()
-    # Nobody trains yet: the queue and the batcher fill up and the learner pushes back.
+    # Nobody trains yet: the queue and the batcher fill up, and the actor waits.
     deadline = time.monotonic() + 60
-    while actor.busy_retries == 0 and time.monotonic() < deadline and thread.is_alive():
+    while actor.stalls < 5 and time.monotonic() < deadline and thread.is_alive():
       time.sleep(0.01)
-    assert actor.busy_retries > 0
+    assert actor.stalls >= 5
+    # The learner holds 4 (queue 1, batcher 1, batch queue 2); the actor stops at
+    # MAX_IN_FLIGHT + 1 unanswered (one of them waiting in the learner's handler).
+    assert actor.sequence <= 4 + acting.MAX_IN_FLIGHT + 1
     while learner.stats.updates < 12 and time.monotonic() < deadline:
       learner.step(timeout=0.5)
     thread.join(timeout=30)

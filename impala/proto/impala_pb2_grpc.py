@@ -39,7 +39,7 @@ class LearnerStub:
                 request_serializer=impala_dot_proto_dot_impala__pb2.HelloRequest.SerializeToString,
                 response_deserializer=impala_dot_proto_dot_impala__pb2.Setup.FromString,
                 _registered_method=True)
-        self.Upload = channel.unary_unary(
+        self.Upload = channel.stream_stream(
                 '/impala.v1.Learner/Upload',
                 request_serializer=impala_dot_proto_dot_impala__pb2.Unroll.SerializeToString,
                 response_deserializer=impala_dot_proto_dot_impala__pb2.UploadReply.FromString,
@@ -62,8 +62,13 @@ class LearnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Upload(self, request, context):
-        """One unroll of a batch of environments.
+    def Upload(self, request_iterator, context):
+        """An actor's unrolls, in order, on one stream for as long as it is connected;
+        the learner answers every unroll it has queued with one reply, in order. An
+        actor keeps only a few unrolls unanswered (and resends them on a new stream
+        after a reconnect), so a busy learner slows its actors down instead of
+        letting stale unrolls pile up. A malformed unroll ends the stream with
+        INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,7 +89,7 @@ def add_LearnerServicer_to_server(servicer, server):
                     request_deserializer=impala_dot_proto_dot_impala__pb2.HelloRequest.FromString,
                     response_serializer=impala_dot_proto_dot_impala__pb2.Setup.SerializeToString,
             ),
-            'Upload': grpc.unary_unary_rpc_method_handler(
+            'Upload': grpc.stream_stream_rpc_method_handler(
                     servicer.Upload,
                     request_deserializer=impala_dot_proto_dot_impala__pb2.Unroll.FromString,
                     response_serializer=impala_dot_proto_dot_impala__pb2.UploadReply.SerializeToString,
@@ -133,7 +138,7 @@ class Learner:
             _registered_method=True)
 
     @staticmethod
-    def Upload(request,
+    def Upload(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -143,8 +148,8 @@ class Learner:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
             '/impala.v1.Learner/Upload',
             impala_dot_proto_dot_impala__pb2.Unroll.SerializeToString,
