@@ -89,6 +89,22 @@ def acting_frames_per_second(config: Config, seconds: float) -> float:
   return max(rates)
 
 
+def steady_rates(learner: learning.Learner, warmup: float, window: float) -> dict:
+  """Runs the learner's update loop here for `warmup`, then `window` seconds; returns the
+  per-second rates of its frames, updates and accepted unrolls over the window."""
+  marks = []
+  for seconds in (warmup, window):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+      learner.step()
+    with learner.lock:
+      s = learner.stats
+      marks.append((time.monotonic(), s.frames, s.updates, s.unrolls_accepted))
+  (t0, *first), (t1, *last) = marks
+  return {name: (b - a) / (t1 - t0)
+          for name, a, b in zip(("frames", "updates", "unrolls"), first, last)}
+
+
 def learning_rates(config: Config, actors: int, warmup: float, window: float) -> dict:
   """Steady-state rates of a real learner (this process) with `actors` local actor processes.
 
@@ -104,17 +120,10 @@ def learning_rates(config: Config, actors: int, warmup: float, window: float) ->
     while not learner.step(timeout=1.0):
       if time.monotonic() > deadline:
         raise RuntimeError("no update within 120 s: did the actors start?")
-    marks = []
-    for seconds in (warmup, window):
-      end = time.monotonic() + seconds
-      while time.monotonic() < end:
-        learner.step()
-      with learner.lock:
-        marks.append((time.monotonic(), learner.stats.frames, learner.stats.updates))
-    (t0, f0, u0), (t1, f1, u1) = marks
+    rates = steady_rates(learner, warmup, window)
     with learner.lock:
       lag, returns = learner.stats.policy_lag, learner.stats.return_mean_100
-    return dict(frames_per_second=(f1 - f0) / (t1 - t0), updates_per_second=(u1 - u0) / (t1 - t0),
+    return dict(frames_per_second=rates["frames"], updates_per_second=rates["updates"],
                 policy_lag=lag, return_mean_100=returns)
   finally:
     training.stop_processes(children)

@@ -110,27 +110,12 @@ def grpc_ingest(config: Config, raw: bytes, train: bool = False) -> tuple[float,
   else:
     learner._sgd_step = lambda state, batch: (state, {})  # ingest only: nothing is trained
   grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
-  done = threading.Event()
-
-  def drain():
-    while not done.is_set():
-      learner.step()
-
-  drainer = threading.Thread(target=drain)
-  drainer.start()
   stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", raw, config.max_message_bytes)
   try:
-    marks = []
-    for seconds in (WARMUP, WINDOW):
-      time.sleep(seconds)
-      with learner.lock:
-        marks.append((time.monotonic(), learner.stats.unrolls_accepted, learner.stats.updates))
-    (t0, a0, u0), (t1, a1, u1) = marks
-    return (a1 - a0) / (t1 - t0), (u1 - u0) / (t1 - t0)
+    rates = common.steady_rates(learner, WARMUP, WINDOW)
+    return rates["unrolls"], rates["updates"]
   finally:
     stop_senders(stop, procs)
-    done.set()
-    drainer.join()
     grpc_server.stop(grace=None).wait()
     learner.close()
 

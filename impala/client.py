@@ -7,7 +7,7 @@ import threading
 
 import grpc
 
-from impala import codec, server, types
+from impala import codec, server
 from impala.config import Config
 from impala.proto import impala_pb2 as pb
 
