@@ -118,6 +118,7 @@ class Stats:
   updates: int = 0
   unrolls_accepted: int = 0
   unrolls_rejected: int = 0
+  unrolls_by_actor: collections.Counter = dataclasses.field(default_factory=collections.Counter)
   episodes: int = 0
   returns: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=100))
   policy_lag: float = 0.0          # mean over the last batch: learner version - acting version
@@ -186,6 +187,7 @@ class Learner:
           return False
     with self.lock:
       self.stats.unrolls_accepted += 1
+      self.stats.unrolls_by_actor[info.actor_id] += 1
       self.stats.episodes += len(info.episode_returns)
       self.stats.returns.extend(info.episode_returns.tolist())
       self.last_seen[info.actor_id] = time.monotonic()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from impala import config as config_lib
@@ -56,6 +58,9 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
   print(f"learner serving on port {port} (run {learner.run_id}); "
         f"{config.local_actors} local actors", file=sys.stderr, flush=True)
   children = start_local_actors(config.local_actors, port)
+  terminated = threading.Event()  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, lambda *_: terminated.set())
   target = config.stop_at_return
   reason, status = "interrupted", 130
   return_mean = float("nan")
@@ -76,16 +81,17 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
                  (updates - last_counts[1]) / (now - last_log))
         print(progress_line(learner, elapsed, rates), file=sys.stderr, flush=True)
         last_log, last_counts = now, (frames, updates)
+      missed = 1 if not math.isnan(target) else 0  # a cap came before the target return
       if reached:
         reason, status = "stop_at_return", 0
+      elif terminated.is_set():
+        reason, status = "terminated", 0
       elif config.max_frames and frames >= config.max_frames:
-        reason = "max_frames"
+        reason, status = "max_frames", missed
       elif config.max_seconds and elapsed >= config.max_seconds:
-        reason = "max_seconds"
+        reason, status = "max_seconds", missed
       else:
         continue
-      if reason != "stop_at_return":
-        status = 1 if not math.isnan(target) else 0
       break
   except KeyboardInterrupt:
     pass
@@ -100,7 +106,7 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
                  frames_per_second=round(s.frames / elapsed, 1), episodes=s.episodes,
                  return_mean_100=return_mean, reached_target=reason == "stop_at_return",
                  stop_reason=reason, unrolls_accepted=s.unrolls_accepted,
-                 unrolls_rejected=s.unrolls_rejected)
+                 unrolls_rejected=s.unrolls_rejected, unrolls_by_actor=dict(s.unrolls_by_actor))
   return summary, status
 
 

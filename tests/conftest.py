@@ -1,6 +1,7 @@
 """Shared fixtures: small configs and a real learner server on a free loopback port."""
 
 import os
+import shutil
 import socket
 import sys
 
@@ -11,6 +12,19 @@ sys.path.insert(0, ROOT)
 
 from impala import learning, server  # noqa: E402
 from impala.config import Config  # noqa: E402
+
+
+def require_tool(name: str) -> str:
+  """Path of a command-line tool (the venv's own bin first). Missing: the test is skipped,
+  but fails under CI (CI=true), where .ci/run installs every tool the tests use."""
+  path = shutil.which(name, path=os.pathsep.join([os.path.dirname(sys.executable),
+                                                  os.environ.get("PATH", "")]))
+  if path is None:
+    message = f"{name} is not installed (.ci/run installs it)"
+    if os.environ.get("CI") == "true":
+      pytest.fail(message)
+    pytest.skip(message)
+  return path
 
 
 def free_port() -> int:

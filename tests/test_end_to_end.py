@@ -67,7 +67,10 @@ def test_learner_and_actors_as_separate_processes_started_actors_first():
       actor.kill()
 
 
-def test_ctrl_c_stops_learner_and_its_actors():
+@pytest.mark.parametrize("sig,status,reason", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 0, "terminated")])
+def test_ctrl_c_or_sigterm_stops_learner_and_its_actors(sig, status, reason):
+  """Ctrl-C is an interruption; SIGTERM (docker stop, Kubernetes) a requested, clean stop."""
   proc = subprocess.Popen(learner_cmd("--local-actors", "2", "--log-every", "0.5", "--port",
                                       str(free_port()), *TARGET),
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -76,12 +79,12 @@ def test_ctrl_c_stops_learner_and_its_actors():
       if line.startswith("["):
         break
     assert len(children_of(proc.pid)) == 2
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=30)
   finally:
     proc.kill()
-  assert proc.returncode == 130, (stdout, stderr[-2000:])
-  assert summary(stdout)["stop_reason"] == "interrupted"
+  assert proc.returncode == status, (stdout, stderr[-2000:])
+  assert summary(stdout)["stop_reason"] == reason
   assert children_of(proc.pid) == []
 
 

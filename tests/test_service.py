@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import free_port
-from impala import acting, codec, learning, server
+from impala import acting, codec, healthcheck, learning, server
 from impala.client import LearnerClient
 from impala.config import Config
 from impala.proto import impala_pb2 as pb
@@ -66,6 +66,15 @@ def test_health_service_reports_serving(learner_server):
     for service in ("", server.SERVICE_NAME):
       reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
       assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_healthcheck_command_exits_0_only_when_serving(learner_server, capsys):
+  """What the learner image's HEALTHCHECK runs."""
+  _, port = learner_server
+  assert healthcheck.main([f"127.0.0.1:{port}"]) == 0
+  assert capsys.readouterr().out.strip() == f"127.0.0.1:{port}: SERVING"
+  assert healthcheck.main([f"127.0.0.1:{free_port()}"]) == 1  # nobody there
+  assert capsys.readouterr().out.strip().endswith("UNAVAILABLE")
 
 
 def upload(port: int, *messages: bytes) -> list:
