@@ -99,7 +99,7 @@ def steady_rates(learner: learning.Learner, warmup: float, window: float) -> dic
       learner.step()
     with learner.lock:
       s = learner.stats
-      marks.append((time.monotonic(), s.frames, s.updates, s.unrolls_accepted))
+      marks.append((time.monotonic(), s.frames, s.updates, s.accepted))
   (t0, *first), (t1, *last) = marks
   return {name: (b - a) / (t1 - t0)
           for name, a, b in zip(("frames", "updates", "unrolls"), first, last)}

@@ -65,6 +65,7 @@ class Actor:
   def __init__(self, config: Config):
     self.config = config
     self.actor_id = config.actor_id or f"{socket.gethostname()}-{os.getpid()}"
+    self.incarnation = random.SystemRandom().getrandbits(64)  # see Unroll.incarnation
     self.sequence = 0
     self.frames = 0
     self.stalls = 0  # 0.1 s waits for a learner that fell behind (backpressure)
@@ -141,7 +142,7 @@ class Actor:
     info = types.UnrollInfo(
         self.actor_id, self.sequence, params_version,
         np.concatenate(returns) if returns else np.zeros(0, np.float32),
-        np.concatenate(lengths) if lengths else np.zeros(0, np.int32))
+        np.concatenate(lengths) if lengths else np.zeros(0, np.int32), self.incarnation)
     self.sequence += 1
     unroll = types.Unroll(obs, terminated, truncated, actions, rewards, logits, core_state)
     return unroll, info

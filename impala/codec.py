@@ -24,11 +24,12 @@ from impala import types
 from impala.config import Config
 from impala.proto import impala_pb2 as pb
 
-PROTOCOL_VERSION = 2  # 2: tensor bytes in one payload field (1: bytes inside each Tensor)
+PROTOCOL_VERSION = 3  # 3: unrolls carry an incarnation; 2: tensor bytes in one payload field
 _DTYPES = {np.dtype(d).name: np.dtype(d) for d in (
     bool, np.uint8, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64)}
 ALLOWED_DTYPES = frozenset(_DTYPES)
 MAX_RANK = 8
+MAX_ELEMENTS = 2**40  # of a shape, counting its zero dimensions as one
 PAYLOAD_FIELD = 15  # field number of `payload` in Unroll and Weights
 _LENGTH_DELIMITED = 2
 
@@ -139,7 +140,8 @@ def decode(tensor: pb.Tensor, payload: memoryview, field: str = "tensor") -> np.
     raise DecodeError(f"{field}: dtype {tensor.dtype!r} not allowed "
                       f"(allowed: {', '.join(sorted(ALLOWED_DTYPES))})")
   shape = tuple(tensor.shape)
-  if len(shape) > MAX_RANK or (shape and min(shape) < 0):
+  if (len(shape) > MAX_RANK or (shape and min(shape) < 0)
+      or math.prod(max(d, 1) for d in shape) > MAX_ELEMENTS):  # e.g. [0, 2**61]: no array
     raise DecodeError(f"{field}: bad shape {list(shape)}")
   count = math.prod(shape)
   end = tensor.offset + count * dtype.itemsize
@@ -159,6 +161,7 @@ def encode_unroll(unroll: types.Unroll, info: types.UnrollInfo) -> bytes:
   payload = Payload()
   header = pb.Unroll(
       actor_id=info.actor_id, sequence=info.sequence, params_version=info.params_version,
+      incarnation=info.incarnation,
       **{name: payload.add(getattr(unroll, name)) for name in _UNROLL_FIELDS},
       core_state=[payload.add(s) for s in unroll.core_state],
       episode_returns=payload.add(info.episode_returns),
@@ -182,7 +185,7 @@ def decode_unroll(raw: bytes) -> tuple[types.Unroll, types.UnrollInfo]:
   if lengths.shape != returns.shape or lengths.dtype != np.int32:
     raise DecodeError(f"episode_lengths: expected int32{list(returns.shape)}")
   return unroll, types.UnrollInfo(msg.actor_id, msg.sequence, msg.params_version, returns,
-                                  lengths)
+                                  lengths, msg.incarnation)
 
 
 # --- Parameters -------------------------------------------------------------------------

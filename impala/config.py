@@ -57,6 +57,14 @@ class Config:
   clip_pg_rho: float = _field(1.0, "V-trace clipping of the policy-gradient weights")
   max_abs_reward: float = _field(0.0, "clip rewards to [-x, x] in the loss; 0 for no clipping")
   queue_size: int = _field(64, "unrolls the learner holds before actors must wait")
+  max_policy_lag: int = _field(0, "drop unrolls acted by parameters more than this many "
+                               "updates old; 0 for no limit")
+
+  # Checkpoints (learner only).
+  checkpoint_dir: str = _field("", "write checkpoints here and resume from the newest; "
+                               "empty for none")
+  checkpoint_every: float = _field(60.0, "seconds between checkpoints (one more at the end)")
+  keep_checkpoints: int = _field(3, "checkpoints kept; older ones are deleted")
 
   # Run control (learner only).
   port: int = _field(50051, "port of the learner's gRPC server (0: any free port)")
@@ -76,12 +84,13 @@ class Config:
   def __post_init__(self):
     self.hidden_sizes = tuple(self.hidden_sizes)
     positive = ("num_envs", "unroll_length", "batch_size", "queue_size", "max_message_mb",
-                "learning_rate", "rmsprop_eps", "max_grad_norm", "log_every", "rpc_timeout")
+                "learning_rate", "rmsprop_eps", "max_grad_norm", "log_every", "rpc_timeout",
+                "checkpoint_every", "keep_checkpoints")
     for name in positive:
       if not getattr(self, name) > 0:
         _bad(name, getattr(self, name), "must be > 0")
     non_negative = ("lstm_size", "local_actors", "max_frames", "max_seconds", "baseline_cost",
-                    "entropy_cost", "max_abs_reward", "seed")
+                    "entropy_cost", "max_abs_reward", "seed", "max_policy_lag")
     for name in non_negative:
       if not getattr(self, name) >= 0:
         _bad(name, getattr(self, name), "must be >= 0")

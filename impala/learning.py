@@ -19,12 +19,17 @@ import jax
 import numpy as np
 import optax
 
-from impala import environments, losses, networks, types
+from impala import checkpoint, environments, losses, networks, types
 from impala.config import Config
 
 
 class InvalidUnroll(ValueError):
-  """An unroll that does not match the run's configuration; the message names the field."""
+  """An unroll that does not match the run's configuration; the message names the field,
+  `reason` is the counter it is tallied under."""
+
+  def __init__(self, message: str, reason: str):
+    super().__init__(message)
+    self.reason = reason
 
 
 def keep_freed_memory():
@@ -111,14 +116,23 @@ def stack(unrolls: list[types.Unroll]) -> types.Unroll:
   return types.Unroll(*fields, core)
 
 
+def _counter():
+  return dataclasses.field(default_factory=collections.Counter)
+
+
 @dataclasses.dataclass
 class Stats:
-  """Counters of a run; read them under `Learner.lock`."""
+  """Counters of a run; read them under `Learner.lock`. They add up:
+  received = accepted + duplicates + stale + sum(rejected) + abandoned."""
   frames: int = 0                  # environment steps consumed by updates
   updates: int = 0
-  unrolls_accepted: int = 0
-  unrolls_rejected: int = 0
-  unrolls_by_actor: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+  received: int = 0                # unrolls that reached the learner, decodable or not
+  accepted: int = 0                # queued for training
+  duplicates: int = 0              # resent after a reconnect, already taken: dropped
+  stale: int = 0                   # acted by parameters older than --max-policy-lag: dropped
+  rejected: collections.Counter = _counter()  # reason -> count: malformed or invalid
+  abandoned: int = 0               # the learner stopped, or the actor left, while it waited
+  by_actor: collections.Counter = _counter()  # actor id -> accepted
   episodes: int = 0
   returns: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=100))
   policy_lag: float = 0.0          # mean over the last batch: learner version - acting version
@@ -126,6 +140,16 @@ class Stats:
   @property
   def return_mean_100(self) -> float:
     return float(np.mean(self.returns)) if self.returns else float("nan")
+
+  def accounting(self) -> dict:
+    return dict(received=self.received, accepted=self.accepted, duplicates=self.duplicates,
+                stale=self.stale, rejected=dict(self.rejected), abandoned=self.abandoned)
+
+
+class _Sender(NamedTuple):
+  """One actor process's sequence of unrolls: the newest sequence number taken."""
+  lock: threading.Lock
+  last: list  # [sequence], -1 before the first
 
 
 class Learner:
@@ -145,6 +169,10 @@ class Learner:
     self.lock = threading.Lock()
     self.stats = Stats()
     self.version = 1                 # actors start with version 0: "nothing yet"
+    self.restored_from = None        # path of the checkpoint this learner resumed from
+    if config.checkpoint_dir:
+      self._restore(config.checkpoint_dir)
+    self._senders: dict[tuple[str, int], _Sender] = {}
     self._host_params = (0, None)    # (version, numpy params), fetched on demand
     self._actors: dict[str, int] = {}
     self.last_seen: dict[str, float] = {}
@@ -164,34 +192,62 @@ class Learner:
     seed = int(np.random.SeedSequence([self.config.seed, index]).generate_state(1)[0])
     return index, seed
 
+  def reject(self, reason: str):
+    """Counts an unroll refused before it could be decoded."""
+    with self.lock:
+      self.stats.received += 1
+      self.stats.rejected[reason] += 1
+
   def enqueue(self, unroll: types.Unroll, info: types.UnrollInfo,
-              keep_waiting: Callable[[], bool] = lambda: True) -> bool:
-    """Checks an unroll against the configuration and queues it for training.
+              keep_waiting: Callable[[], bool] = lambda: True) -> str | None:
+    """Checks an unroll and queues it for training; returns "accepted", "duplicate" (taken
+    before: dropped) or "stale" (dropped), or None when it was abandoned.
 
     While the queue is full it waits (the backpressure that slows actors down), for as
-    long as `keep_waiting()` holds and the learner runs; returns whether it queued the
-    unroll. Raises InvalidUnroll.
+    long as `keep_waiting()` holds and the learner runs. Raises InvalidUnroll.
     """
     try:
       self.check(unroll)
-    except InvalidUnroll:
-      with self.lock:
-        self.stats.unrolls_rejected += 1
+    except InvalidUnroll as e:
+      self.reject(e.reason)
       raise
+    with self.lock:
+      self.stats.received += 1
+      sender = self._senders.setdefault((info.actor_id, info.incarnation),
+                                        _Sender(threading.Lock(), [-1]))
+      self.last_seen[info.actor_id] = time.monotonic()
+    with sender.lock:  # one at a time per sender: a resend may race its first delivery
+      outcome = self._admit(unroll, info, sender.last[0], keep_waiting)
+      if outcome in ("accepted", "stale"):
+        sender.last[0] = info.sequence
+    with self.lock:
+      s = self.stats
+      if outcome == "accepted":
+        s.accepted += 1
+        s.by_actor[info.actor_id] += 1
+        s.episodes += len(info.episode_returns)
+        s.returns.extend(info.episode_returns.tolist())
+      elif outcome == "duplicate":
+        s.duplicates += 1
+      elif outcome == "stale":
+        s.stale += 1
+      else:
+        s.abandoned += 1
+    return outcome
+
+  def _admit(self, unroll, info, last_sequence: int, keep_waiting) -> str | None:
+    if info.sequence <= last_sequence:
+      return "duplicate"
+    lag = self.version - info.params_version
+    if self.config.max_policy_lag and lag > self.config.max_policy_lag:
+      return "stale"
     while True:
       try:
         self._unrolls.put((unroll, info), timeout=0.1)
-        break
+        return "accepted"
       except queue.Full:
         if self._stop.is_set() or not keep_waiting():
-          return False
-    with self.lock:
-      self.stats.unrolls_accepted += 1
-      self.stats.unrolls_by_actor[info.actor_id] += 1
-      self.stats.episodes += len(info.episode_returns)
-      self.stats.returns.extend(info.episode_returns.tolist())
-      self.last_seen[info.actor_id] = time.monotonic()
-    return True
+          return None
 
   def params_for_actor(self) -> tuple[int, dict]:
     """(version, numpy params) of the newest parameters; fetched from the device once per version."""
@@ -221,20 +277,42 @@ class Learner:
       value = getattr(unroll, name)
       if value.dtype != dtype or value.shape != shape:
         raise InvalidUnroll(f"{name}: expected {dtype.name}{list(shape)}, "
-                            f"got {value.dtype.name}{list(value.shape)}")
+                            f"got {value.dtype.name}{list(value.shape)}", "wrong_shape")
     for name in ("rewards", "behaviour_logits") + (
         ("observations",) if spec.observation_dtype.kind == "f" else ()):
       if not np.isfinite(getattr(unroll, name)).all():
-        raise InvalidUnroll(f"{name}: contains NaN or infinity")
+        raise InvalidUnroll(f"{name}: contains NaN or infinity", "not_finite")
     if unroll.actions.size and not (0 <= unroll.actions.min() and unroll.actions.max() < a):
-      raise InvalidUnroll(f"actions: out of range [0, {a})")
+      raise InvalidUnroll(f"actions: out of range [0, {a})", "action_out_of_range")
     state_shape = (n, c.lstm_size)
     if c.lstm_size:
       if len(unroll.core_state) != 2 or any(
           s.shape != state_shape or s.dtype != np.float32 for s in unroll.core_state):
-        raise InvalidUnroll(f"core_state: expected 2 float32{list(state_shape)}")
+        raise InvalidUnroll(f"core_state: expected 2 float32{list(state_shape)}", "wrong_shape")
     elif unroll.core_state:
-      raise InvalidUnroll("core_state: this network has no LSTM, expected none")
+      raise InvalidUnroll("core_state: this network has no LSTM, expected none", "wrong_shape")
+
+  # --- Checkpoints ------------------------------------------------------------------
+
+  def _restore(self, directory: str):
+    restored = checkpoint.restore_latest(directory, self._state)
+    if restored is not None:
+      self.restored_from, state, record = restored
+      self._state = jax.device_put(state)
+      self.stats.updates, self.stats.frames = record["updates"], record["frames"]
+      self.version = record["version"]
+
+  def save_checkpoint(self) -> str:
+    """Writes params, optimizer state, counters and version (one consistent snapshot).
+
+    The update itself draws no random numbers: the seed is all the RNG state there is.
+    """
+    with self.lock:
+      state = self._state
+      record = dict(updates=self.stats.updates, frames=self.stats.frames, version=self.version,
+                    seed=self.config.seed, run_id=self.run_id)
+    return checkpoint.save(self.config.checkpoint_dir, state, record,
+                           self.config.keep_checkpoints)
 
   # --- Training ---------------------------------------------------------------------
 

@@ -57,12 +57,17 @@ class LearnerService:
     decoding is zero-copy); one reply per queued unroll, sent once it is queued."""
     for raw in requests:
       try:
-        queued = self.learner.enqueue(*codec.decode_unroll(raw), keep_waiting=context.is_active)
-      except (codec.DecodeError, learning.InvalidUnroll) as e:
+        unroll, info = codec.decode_unroll(raw)
+      except codec.DecodeError as e:
+        self.learner.reject("malformed")
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-      if not queued:  # the actor went away or the learner is stopping
+      try:
+        outcome = self.learner.enqueue(unroll, info, keep_waiting=context.is_active)
+      except learning.InvalidUnroll as e:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+      if outcome is None:  # the actor went away or the learner is stopping
         return
-      yield pb.UploadReply(learner_version=self.learner.version)
+      yield pb.UploadReply(learner_version=self.learner.version)  # also for a dropped one
 
   def GetWeights(self, request: pb.WeightsRequest, context) -> bytes:
     """Returns serialized bytes (the response serializer is the identity), made once per version."""

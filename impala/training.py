@@ -48,12 +48,17 @@ def progress_line(learner: learning.Learner, elapsed: float, rates: tuple[float,
   connected = sum(now - seen < 10.0 for seen in learner.last_seen.values())
   return (f"[{elapsed:7.1f}s] frames {s.frames:>10,} ({rates[0]:>9,.0f}/s)  updates {s.updates:>7,} "
           f"({rates[1]:>6,.1f}/s)  return {s.return_mean_100:7.1f} (last {len(s.returns)})  "
-          f"lag {s.policy_lag:4.1f}  actors {connected}  rejected {s.unrolls_rejected}")
+          f"lag {s.policy_lag:4.1f}  actors {connected}  unrolls {s.received:,} = "
+          f"{s.accepted:,} accepted + {s.duplicates} dup + {s.stale} stale + "
+          f"{sum(s.rejected.values())} rejected + {s.abandoned} abandoned")
 
 
 def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
   """Runs the learner until a stop condition; returns the summary and the exit status."""
   learner = learning.Learner(config)
+  if learner.restored_from:
+    print(f"resumed from {learner.restored_from}: update {learner.stats.updates:,}, "
+          f"version {learner.version}", file=sys.stderr, flush=True)
   grpc_server, port, health = server.create_server(learner, config.port)
   print(f"learner serving on port {port} (run {learner.run_id}); "
         f"{config.local_actors} local actors", file=sys.stderr, flush=True)
@@ -66,10 +71,14 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
   return_mean = float("nan")
   try:
     learner.compile()
-    last_log, last_counts = time.monotonic(), (0, 0)
+    last_log, last_counts = time.monotonic(), (learner.stats.frames, learner.stats.updates)
+    last_checkpoint = last_log
     while True:
       learner.step()
       now = time.monotonic()
+      if config.checkpoint_dir and now - last_checkpoint >= config.checkpoint_every:
+        learner.save_checkpoint()
+        last_checkpoint = now
       elapsed = now - started
       with learner.lock:
         frames, updates = learner.stats.frames, learner.stats.updates
@@ -96,17 +105,20 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
   except KeyboardInterrupt:
     pass
   finally:
+    # NOT_SERVING first (probes and load balancers stop sending), then no new unrolls;
+    # no update is in flight here: this thread runs them.
     health.enter_graceful_shutdown()
     stop_processes(children)
     grpc_server.stop(grace=1.0).wait()
     learner.close()
+    final_checkpoint = learner.save_checkpoint() if config.checkpoint_dir else None
   s = learner.stats
   elapsed = time.monotonic() - started
   summary = dict(frames=s.frames, updates=s.updates, seconds=round(elapsed, 2),
                  frames_per_second=round(s.frames / elapsed, 1), episodes=s.episodes,
                  return_mean_100=return_mean, reached_target=reason == "stop_at_return",
-                 stop_reason=reason, unrolls_accepted=s.unrolls_accepted,
-                 unrolls_rejected=s.unrolls_rejected, unrolls_by_actor=dict(s.unrolls_by_actor))
+                 stop_reason=reason, unrolls=s.accounting(), unrolls_by_actor=dict(s.by_actor),
+                 checkpoint=final_checkpoint)
   return summary, status
 
 

@@ -30,3 +30,4 @@ class UnrollInfo(NamedTuple):
   params_version: int
   episode_returns: np.ndarray   # [E] float32, episodes that ended in this unroll
   episode_lengths: np.ndarray   # [E] int32
+  incarnation: int = 0          # random per actor process; names its sequence

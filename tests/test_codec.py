@@ -65,8 +65,10 @@ def test_big_endian_input_is_sent_little_endian():
     (pb.Tensor(dtype="float32", shape=[1], offset=18), "ends at byte 22, past the payload"),
     (pb.Tensor(dtype="object", shape=[1]), "dtype 'object' not allowed"),
     (pb.Tensor(dtype="float32", shape=[-1, 4]), "bad shape"),
-    # prod(shape) * itemsize overflows int64: must still be rejected, not wrapped around.
-    (pb.Tensor(dtype="float64", shape=[2**62, 4]), "past the payload"),
+    # Sizes are Python integers: nothing wraps around; shapes no array could have are refused.
+    (pb.Tensor(dtype="float64", shape=[2**62, 4]), "bad shape"),
+    (pb.Tensor(dtype="float32", shape=[0, 2**61]), "bad shape"),  # found by tests/test_fuzz.py
+    (pb.Tensor(dtype="float64", shape=[2**20, 2**19]), "past the payload"),
     (pb.Tensor(dtype="uint8", shape=[1], offset=2**64 - 1), "past the payload"),
 ])
 def test_rejects_malformed(tensor, message):

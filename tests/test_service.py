@@ -1,5 +1,6 @@
 """A real learner server on a free loopback port, with real actors in-process."""
 
+import dataclasses
 import threading
 import time
 
@@ -107,8 +108,41 @@ def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_ser
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert e.value.details() == details
   assert len(upload(port, good, good)) == 2  # still serving: one reply per unroll
-  assert learner.stats.unrolls_rejected == 3  # the undecodable two fail before the learner sees them
-  assert learner.stats.unrolls_accepted == len(cases) + 2
+  # `good` is one unroll sent 7 times: taken once, then answered but dropped as a resend.
+  assert learner.stats.accounting() == dict(
+      received=12, accepted=1, duplicates=6, stale=0, abandoned=0,
+      rejected=dict(malformed=2, wrong_shape=1, action_out_of_range=1, not_finite=1))
+
+
+def test_a_resent_unroll_is_counted_once_and_a_restarted_actor_starts_afresh(
+    learner_server, small_config):
+  learner, port = learner_server
+  actor = acting.Actor(small_config)
+  actor.prepare(small_config)
+  params = learner.network.init(jax.random.PRNGKey(0))
+  first, second = (codec.encode_unroll(*actor.unroll(params, 0)) for _ in range(2))
+  assert len(upload(port, first, first, second, first, second)) == 5
+  restarted = acting.Actor(small_config)  # same actor id, new process: a new incarnation
+  restarted.prepare(small_config)
+  assert restarted.incarnation != actor.incarnation
+  assert len(upload(port, codec.encode_unroll(*restarted.unroll(params, 0)))) == 1
+  s = learner.stats
+  assert (s.received, s.accepted, s.duplicates) == (6, 3, 3)
+  assert s.by_actor == {actor.actor_id: 3}
+
+
+def test_unrolls_acted_by_too_old_parameters_are_dropped_when_asked(small_config):
+  learner = learning.Learner(dataclasses.replace(small_config, max_policy_lag=3))
+  try:
+    actor = acting.Actor(small_config)
+    actor.prepare(small_config)
+    params = learner.network.init(jax.random.PRNGKey(0))
+    learner.version = 10
+    assert learner.enqueue(*actor.unroll(params, 7)) == "accepted"  # lag 3
+    assert learner.enqueue(*actor.unroll(params, 6)) == "stale"     # lag 4
+    assert (learner.stats.accepted, learner.stats.stale, learner.stats.received) == (1, 1, 2)
+  finally:
+    learner.close()
 
 
 def test_actor_started_before_the_learner_connects_and_trains(small_config):
@@ -134,7 +168,7 @@ def test_actor_started_before_the_learner_connects_and_trains(small_config):
     thread.join(timeout=60)
     assert not errors and not thread.is_alive()
     assert updates == 3 and learner.version == 4
-    assert learner.stats.unrolls_accepted == 12 and actor.sequence == 12
+    assert learner.stats.accepted == 12 and actor.sequence == 12
     assert learner.last_seen.keys() == {"early"}
   finally:
     stop.set()
@@ -162,7 +196,7 @@ def test_a_learner_that_falls_behind_slows_its_actors_down_and_loses_nothing():
       learner.step(timeout=0.5)
     thread.join(timeout=30)
     assert not thread.is_alive()
-    assert learner.stats.unrolls_accepted == 12 and learner.stats.updates == 12  # nothing lost
+    assert learner.stats.accepted == 12 and learner.stats.updates == 12  # nothing lost
   finally:
     grpc_server.stop(grace=None).wait()
     learner.close()

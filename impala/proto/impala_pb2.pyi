@@ -57,7 +57,7 @@ class Setup(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., run_id: _Optional[str] = ..., actor_index: _Optional[int] = ..., seed: _Optional[int] = ..., env_id: _Optional[str] = ..., env_kwargs_json: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ...) -> None: ...
 
 class Unroll(_message.Message):
-    __slots__ = ("actor_id", "sequence", "params_version", "observations", "terminated", "truncated", "actions", "rewards", "behaviour_logits", "core_state", "episode_returns", "episode_lengths", "payload")
+    __slots__ = ("actor_id", "sequence", "params_version", "observations", "terminated", "truncated", "actions", "rewards", "behaviour_logits", "core_state", "episode_returns", "episode_lengths", "incarnation", "payload")
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PARAMS_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class Unroll(_message.Message):
     CORE_STATE_FIELD_NUMBER: _ClassVar[int]
     EPISODE_RETURNS_FIELD_NUMBER: _ClassVar[int]
     EPISODE_LENGTHS_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     actor_id: str
     sequence: int
@@ -83,8 +84,9 @@ class Unroll(_message.Message):
     core_state: _containers.RepeatedCompositeFieldContainer[Tensor]
     episode_returns: Tensor
     episode_lengths: Tensor
+    incarnation: int
     payload: bytes
-    def __init__(self, actor_id: _Optional[str] = ..., sequence: _Optional[int] = ..., params_version: _Optional[int] = ..., observations: _Optional[_Union[Tensor, _Mapping]] = ..., terminated: _Optional[_Union[Tensor, _Mapping]] = ..., truncated: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., behaviour_logits: _Optional[_Union[Tensor, _Mapping]] = ..., core_state: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., episode_returns: _Optional[_Union[Tensor, _Mapping]] = ..., episode_lengths: _Optional[_Union[Tensor, _Mapping]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, actor_id: _Optional[str] = ..., sequence: _Optional[int] = ..., params_version: _Optional[int] = ..., observations: _Optional[_Union[Tensor, _Mapping]] = ..., terminated: _Optional[_Union[Tensor, _Mapping]] = ..., truncated: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., behaviour_logits: _Optional[_Union[Tensor, _Mapping]] = ..., core_state: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., episode_returns: _Optional[_Union[Tensor, _Mapping]] = ..., episode_lengths: _Optional[_Union[Tensor, _Mapping]] = ..., incarnation: _Optional[int] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class UploadReply(_message.Message):
     __slots__ = ("learner_version",)
