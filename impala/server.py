@@ -7,6 +7,7 @@ stream), FAILED_PRECONDITION for a protocol mismatch.
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent import futures
 from typing import Iterator
@@ -16,6 +17,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from impala import codec, learning
 from impala.proto import impala_pb2 as pb
+
+log = logging.getLogger("impala.learner")
 
 SERVICE_NAME = "impala.v1.Learner"
 
@@ -50,6 +53,7 @@ class LearnerService:
     if not request.actor_id:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must not be empty")
     index, seed = self.learner.hello(request.actor_id)
+    log.info("actor %s connected (index %d)", request.actor_id, index)
     return codec.encode_setup(self.learner.config, self.learner.run_id, index, seed)
 
   def Upload(self, requests: Iterator[bytes], context) -> Iterator[pb.UploadReply]:

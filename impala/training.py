@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
@@ -126,6 +127,8 @@ def main(argv=None, started: float | None = None) -> int:
   started = time.monotonic() if started is None else started
   try:
     config = config_lib.from_args(argv, description="IMPALA learner (gRPC server).")
+    logging.basicConfig(format="%(asctime)s learner %(message)s")
+    logging.getLogger("impala").setLevel(logging.INFO)
     summary, status = train(config, started)
   except (config_lib.ConfigError, server.BindError) as e:
     print(f"learner_server.py: error: {e}", file=sys.stderr)

@@ -146,6 +146,7 @@ def test_v2_learner_and_two_actors_on_a_network(images, network):
   summary = json.loads([line for line in logs(learner).splitlines()
                         if line.startswith("{")][-1])
   assert summary["stop_reason"] == "terminated" and summary["updates"] >= MIN_UPDATES
+  assert summary["checkpoint"].startswith("/var/lib/impala/")  # the final one, on SIGTERM
   hostnames = {podman("inspect", a, "--format", "{{.Config.Hostname}}").strip() for a in actors}
   senders = {actor_id.rsplit("-", 1)[0] for actor_id in summary["unrolls_by_actor"]}
   assert senders == hostnames, summary  # trajectories came from both actors
@@ -189,6 +190,9 @@ def test_v3_manifest_with_podman_kube_play(images, network, tmp_path):
                              "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}").split()
     assert user.split(":")[0] == "10001" and read_only == "true"  # the manifest's securityContext
     wait_for_training(learner, actors=replicas)
+    podman("stop", "--time", "30", learner)
+    summary = json.loads([line for line in logs(learner).splitlines() if line.startswith("{")][-1])
+    assert summary["checkpoint"].startswith("/var/lib/impala/")  # on the claim's volume
   finally:
     for name in ("actors", "learner"):
       podman("kube", "down", str(files[name]), check=False)

@@ -114,6 +114,24 @@ def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_ser
       rejected=dict(malformed=2, wrong_shape=1, action_out_of_range=1, not_finite=1))
 
 
+def test_empty_and_oversize_uploads_get_precise_errors(small_config):
+  learner = learning.Learner(dataclasses.replace(small_config, max_message_mb=1))
+  grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+  try:
+    with pytest.raises(grpc.RpcError) as e:
+      upload(port, b"")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "observations: missing"
+    with pytest.raises(grpc.RpcError) as e:
+      upload(port, bytes(2 * 1024 * 1024))  # refused by gRPC before the learner sees it
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in e.value.details()
+    assert learner.stats.accounting()["rejected"] == {"malformed": 1}
+  finally:
+    grpc_server.stop(grace=None).wait()
+    learner.close()
+
+
 def test_a_resent_unroll_is_counted_once_and_a_restarted_actor_starts_afresh(
     learner_server, small_config):
   learner, port = learner_server
