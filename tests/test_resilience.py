@@ -130,3 +130,38 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_0(tmp_path):
   assert summary["stop_reason"] == "terminated"
   assert checkpoint.checkpoints(str(tmp_path)) == [summary["checkpoint"]]
   assert f"{summary['updates']:012d}" in summary["checkpoint"]  # written after the last update
+
+
+def resident_bytes(pid: int) -> int:
+  with open(f"/proc/{pid}/status") as f:
+    return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) * 1024
+
+
+def test_32_synthetic_actors_at_full_speed_counters_add_up_and_memory_stays_flat():
+  port, streams, seconds = str(free_port()), 32, 30
+  learner = start("learner_server.py", "--port", port, "--log-every", "1")
+  load = None
+  try:
+    read_until(learner, "learner serving on port")
+    load = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "synthetic_actors.py"),
+                             f"localhost:{port}", str(streams), str(seconds)],
+                            stdout=subprocess.PIPE, text=True)
+    for _ in range(5):  # warmed up: five progress lines with every stream being served
+      read_until(learner, rf"actors {streams} ")
+    warm = resident_bytes(learner.pid)
+    results = json.loads(load.communicate(timeout=seconds + 60)[0])
+    final = resident_bytes(learner.pid)
+    learner.send_signal(signal.SIGTERM)
+    stdout, stderr = learner.communicate(timeout=30)
+  finally:
+    stop_all(learner, *([load] if load else []))
+  assert [r["error"] for r in results] == [None] * streams
+  assert all(r["sent"] == r["answered"] > 0 for r in results)  # every unroll was answered
+  unrolls = json.loads(stdout.strip().splitlines()[-1])["unrolls"]
+  assert unrolls["received"] == sum(r["sent"] for r in results) == (
+      unrolls["accepted"] + unrolls["duplicates"] + unrolls["stale"]
+      + sum(unrolls["rejected"].values()) + unrolls["abandoned"])
+  assert unrolls["duplicates"] == 0 and unrolls["rejected"] == {}
+  assert abs(final - warm) <= 0.2 * warm, (warm, final)
+  print(f"load: {streams} streams, {seconds} s, {unrolls['accepted'] / seconds:.0f} unrolls/s; "
+        f"learner RSS {warm / 2**20:.0f} MiB after warm-up, {final / 2**20:.0f} MiB at the end")
