@@ -228,6 +228,7 @@ def _die_with_parent():
 def main(argv=None) -> int:
   try:
     config = config_lib.from_args(argv, description="IMPALA actor (gRPC client).")
+    LearnerClient(config).close()  # reads the token and TLS files: a bad path fails here
   except config_lib.ConfigError as e:
     print(f"actor_client.py: error: {e}", file=sys.stderr)
     return 2

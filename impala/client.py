@@ -21,8 +21,16 @@ class LearnerClient:
 
   def __init__(self, config: Config):
     self.config = config
-    self._channel = grpc.insecure_channel(
-        config.grpc_host, options=server.channel_options(config.max_message_bytes))
+    options = server.channel_options(config.max_message_bytes)
+    if config.tls_server_name:
+      options.append(("grpc.ssl_target_name_override", config.tls_server_name))
+    credentials = server.client_credentials(config)
+    if credentials is None:
+      self._channel = grpc.insecure_channel(config.grpc_host, options=options)
+    else:
+      self._channel = grpc.secure_channel(config.grpc_host, credentials, options=options)
+    token = config.token()
+    self._metadata = server.bearer(token) if token else None
     # Unrolls go out and weights come in as serialized bytes (None: no (de)serializer);
     # codec makes and reads them without protobuf copying the tensors.
     method = f"/{server.SERVICE_NAME}/"
@@ -37,11 +45,11 @@ class LearnerClient:
             ) -> tuple[pb.Setup, Config]:
     """The learner's setup message and this actor's config derived from it."""
     setup = self._hello(pb.HelloRequest(actor_id=actor_id, protocol_version=protocol_version),
-                        timeout=self.config.rpc_timeout)
+                        timeout=self.config.rpc_timeout, metadata=self._metadata)
     return setup, codec.decode_setup(setup, self.config)
 
   def upload_stream(self) -> UploadStream:
-    return UploadStream(self._upload)
+    return UploadStream(self._upload, self._metadata)
 
   encode_unroll = staticmethod(codec.encode_unroll)
 
@@ -49,7 +57,7 @@ class LearnerClient:
     """A future of the serialized Weights; see `decode_weights`."""
     return self._weights.future(
         pb.WeightsRequest(actor_id=actor_id, have_version=have_version),
-        timeout=self.config.rpc_timeout)
+        timeout=self.config.rpc_timeout, metadata=self._metadata)
 
   decode_weights = staticmethod(codec.decode_weights)
 
@@ -63,11 +71,11 @@ class UploadStream:
 
   _END = None
 
-  def __init__(self, call: grpc.StreamStreamMultiCallable):
+  def __init__(self, call: grpc.StreamStreamMultiCallable, metadata=None):
     self._outbox: queue.SimpleQueue = queue.SimpleQueue()
     # No deadline: the stream lasts as long as the connection; keepalive pings
     # (server.channel_options) notice a dead learner.
-    self._replies = call(iter(self._outbox.get, self._END))
+    self._replies = call(iter(self._outbox.get, self._END), metadata=metadata)
     self._inbox: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=self._read, name="upload-replies", daemon=True).start()
 

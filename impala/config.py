@@ -75,6 +75,22 @@ class Config:
   log_every: float = _field(5.0, "seconds between progress lines")
   max_message_mb: int = _field(64, "largest gRPC message, MiB, on both sides")
 
+  # Security (both ends; see README "Security").
+  auth_token: str = _field("", "shared token actors must send; prefer --auth-token-file")
+  auth_token_file: str = _field("", "file holding the shared token (a mounted Secret); "
+                                "an empty file: no token")
+  tls_cert: str = _field("", "learner: PEM certificate chain; with --tls-key turns TLS on")
+  tls_key: str = _field("", "learner: PEM private key of --tls-cert")
+  tls_client_ca: str = _field("", "learner: PEM CA that actors' certificates must chain to "
+                              "(mutual TLS)")
+  tls_ca: str = _field("", "actor: PEM CA to verify the learner with; turns TLS on")
+  tls_client_cert: str = _field("", "actor: PEM certificate for mutual TLS")
+  tls_client_key: str = _field("", "actor: PEM private key of --tls-client-cert")
+  tls_server_name: str = _field("", "actor: name to expect in the learner's certificate; "
+                                "default: the host of --grpc-host")
+  health_port: int = _field(0, "learner: also serve the gRPC health service, in plaintext "
+                            "and nothing else, on this port (probes); 0 for none")
+
   # Actor only.
   grpc_host: str = _field("localhost:50051", "learner address host:port (env GRPC_HOST)",
                           env="GRPC_HOST")
@@ -105,8 +121,15 @@ class Config:
     for name in ("clip_rho", "clip_pg_rho"):
       if not getattr(self, name) >= 1.0:
         _bad(name, getattr(self, name), "must be >= 1.0")
-    if not 0 <= self.port <= 65535:
-      _bad("port", self.port, "must be in [0, 65535]")
+    for name in ("port", "health_port"):
+      if not 0 <= getattr(self, name) <= 65535:
+        _bad(name, getattr(self, name), "must be in [0, 65535]")
+    for a, b in (("tls_cert", "tls_key"), ("tls_client_cert", "tls_client_key")):
+      if bool(getattr(self, a)) != bool(getattr(self, b)):
+        _bad(a if not getattr(self, a) else b, "", f"--{a.replace('_', '-')} and "
+             f"--{b.replace('_', '-')} go together")
+    if self.auth_token and self.auth_token_file:
+      _bad("auth_token", "...", "give --auth-token or --auth-token-file, not both")
     if self.grpc_host.rpartition(":")[0] == "" or not self.grpc_host.rpartition(":")[2].isdigit():
       _bad("grpc_host", self.grpc_host, "must be host:port, e.g. localhost:50051")
     if not isinstance(self.env_kwargs, dict):
@@ -115,6 +138,23 @@ class Config:
   @property
   def max_message_bytes(self) -> int:
     return self.max_message_mb * 1024 * 1024
+
+  def token(self) -> str:
+    """The shared auth token, "" for none."""
+    if self.auth_token_file:
+      return read_file(self, "auth_token_file").decode().strip()
+    return self.auth_token
+
+
+def read_file(config: Config, name: str) -> bytes:
+  """The contents of the file that setting `name` names, or ConfigError."""
+  path = getattr(config, name)
+  try:
+    with open(path, "rb") as f:
+      return f.read()
+  except OSError as e:
+    raise ConfigError(f"bad value for --{name.replace('_', '-')}: cannot read {path!r} "
+                      f"({e.strerror})") from None
 
 
 def _bad(name: str, value: Any, allowed: str):

@@ -1,6 +1,7 @@
 """Exits 0 when the learner's gRPC health service answers SERVING, 1 otherwise.
 
-    python -m impala.healthcheck [host:port]     # default: localhost:$IMPALA_PORT or 50051
+    python -m impala.healthcheck [host:port]
+    # default: localhost:$IMPALA_HEALTH_PORT, else localhost:$IMPALA_PORT, else localhost:50051
 
 The images' HEALTHCHECK runs it; Kubernetes asks the same service with its native
 gRPC probes.
@@ -25,7 +26,8 @@ def status(target: str, timeout: float = 5.0) -> str:
 
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
-  target = argv[0] if argv else f"localhost:{os.environ.get('IMPALA_PORT', '50051')}"
+  port = os.environ.get("IMPALA_HEALTH_PORT") or os.environ.get("IMPALA_PORT") or "50051"
+  target = argv[0] if argv else f"localhost:{port}"
   answer = status(target)
   print(f"{target}: {answer}")
   return 0 if answer == "SERVING" else 1

@@ -133,6 +133,7 @@ class Stats:
   rejected: collections.Counter = _counter()  # reason -> count: malformed or invalid
   abandoned: int = 0               # the learner stopped, or the actor left, while it waited
   by_actor: collections.Counter = _counter()  # actor id -> accepted
+  unauthenticated: int = 0         # calls refused for a missing or wrong token
   episodes: int = 0
   returns: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=100))
   policy_lag: float = 0.0          # mean over the last batch: learner version - acting version
@@ -191,6 +192,10 @@ class Learner:
       self.last_seen[actor_id] = time.monotonic()
     seed = int(np.random.SeedSequence([self.config.seed, index]).generate_state(1)[0])
     return index, seed
+
+  def count_unauthenticated(self):
+    with self.lock:
+      self.stats.unauthenticated += 1
 
   def reject(self, reason: str):
     """Counts an unroll refused before it could be decoded."""

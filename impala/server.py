@@ -2,11 +2,13 @@
 
 Bad input is answered with a precise status and message and never reaches the
 update: INVALID_ARGUMENT for a malformed unroll (it ends that actor's upload
-stream), FAILED_PRECONDITION for a protocol mismatch.
+stream), FAILED_PRECONDITION for a protocol mismatch, UNAUTHENTICATED for a call
+without the run's token. TLS (optionally mutual) is configured from files.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 from concurrent import futures
@@ -16,11 +18,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from impala import codec, learning
+from impala.config import Config, read_file
 from impala.proto import impala_pb2 as pb
 
 log = logging.getLogger("impala.learner")
 
 SERVICE_NAME = "impala.v1.Learner"
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
 class BindError(OSError):
@@ -84,15 +88,97 @@ class LearnerService:
       return self._weights[1]
 
 
+def bearer(token: str) -> tuple:
+  """The call metadata that carries `token`."""
+  return (("authorization", f"Bearer {token}"),)
+
+
+class TokenCheck(grpc.ServerInterceptor):
+  """Refuses every call but health checks unless it carries the run's token
+  (compared in constant time)."""
+
+  def __init__(self, token: str, on_refused):
+    self._expected = bearer(token)[0][1].encode()
+    self._on_refused = on_refused
+
+  def intercept_service(self, continuation, details):
+    handler = continuation(details)
+    if handler is None or details.method.startswith(HEALTH_PREFIX):
+      return handler
+    sent = dict(details.invocation_metadata).get("authorization", "")
+    if hmac.compare_digest(sent.encode(), self._expected):
+      return handler
+    self._on_refused()
+
+    def refuse(request, context):
+      context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong auth token")
+
+    if handler.request_streaming and handler.response_streaming:
+      return grpc.stream_stream_rpc_method_handler(refuse)
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def server_credentials(config: Config) -> grpc.ServerCredentials | None:
+  """TLS from --tls-cert/--tls-key, mutual with --tls-client-ca; None for plaintext."""
+  if not config.tls_cert:
+    return None
+  client_ca = read_file(config, "tls_client_ca") if config.tls_client_ca else None
+  return grpc.ssl_server_credentials(
+      [(read_file(config, "tls_key"), read_file(config, "tls_cert"))],
+      root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+def client_credentials(config: Config) -> grpc.ChannelCredentials | None:
+  """TLS toward the learner when --tls-ca is given; None for plaintext."""
+  if not config.tls_ca:
+    return None
+  client = config.tls_client_cert
+  return grpc.ssl_channel_credentials(
+      read_file(config, "tls_ca"),
+      read_file(config, "tls_client_key") if client else None,
+      read_file(config, "tls_client_cert") if client else None)
+
+
+class Servers:
+  """The learner's server and, with --health-port, the plaintext health-only one."""
+
+  def __init__(self, *servers: grpc.Server):
+    self._servers = servers
+
+  def stop(self, grace: float | None) -> threading.Event:
+    events = [server.stop(grace) for server in self._servers]
+    for event in events[1:]:
+      event.wait()
+    return events[0]
+
+
+def _listen(server: grpc.Server, address: str, port: int, credentials, flag: str) -> int:
+  try:
+    if credentials is None:
+      bound = server.add_insecure_port(f"{address}:{port}")
+    else:
+      bound = server.add_secure_port(f"{address}:{port}", credentials)
+  except RuntimeError:
+    bound = 0
+  if bound == 0:
+    raise BindError(f"cannot listen on {address}:{port} (port in use?); choose another with {flag}")
+  return bound
+
+
 def create_server(learner: learning.Learner, port: int, address: str = "[::]",
-                  max_workers: int = 256) -> tuple[grpc.Server, int, health.HealthServicer]:
-  """A started server; returns it, the port it bound (useful with port 0) and its health servicer.
+                  max_workers: int = 256) -> tuple[Servers, int, health.HealthServicer]:
+  """Started servers; returns them, the port bound (useful with port 0) and the health servicer.
 
   Every connected actor's upload stream holds one of the `max_workers` threads.
   """
+  config = learner.config
   service = LearnerService(learner)
+  token = config.token()
+  if not token:
+    log.info("no auth token: any client that reaches port %d may upload", port)
   server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                       options=channel_options(learner.config.max_message_bytes))
+                       options=channel_options(config.max_message_bytes),
+                       interceptors=[TokenCheck(token, learner.count_unauthenticated)] if token else [])
   # None (de)serializers pass bytes through: codec handles unrolls and weights itself.
   handlers = {
       "Hello": grpc.unary_unary_rpc_method_handler(
@@ -105,13 +191,15 @@ def create_server(learner: learning.Learner, port: int, address: str = "[::]",
   server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)])
   health_servicer = health.HealthServicer()
   health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-  try:
-    bound = server.add_insecure_port(f"{address}:{port}")
-  except RuntimeError:
-    bound = 0
-  if bound == 0:
-    raise BindError(f"cannot listen on {address}:{port} (port in use?); choose another with --port")
-  server.start()
+  bound = _listen(server, address, port, server_credentials(config), "--port")
+  servers = [server]
+  if config.health_port:  # Kubernetes' gRPC probes speak neither TLS nor tokens
+    probes = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probes)
+    _listen(probes, address, config.health_port, None, "--health-port")
+    servers.append(probes)
+  for s in servers:
+    s.start()
   for name in ("", SERVICE_NAME):
     health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-  return server, bound, health_servicer
+  return Servers(*servers), bound, health_servicer

@@ -51,7 +51,8 @@ def progress_line(learner: learning.Learner, elapsed: float, rates: tuple[float,
           f"({rates[1]:>6,.1f}/s)  return {s.return_mean_100:7.1f} (last {len(s.returns)})  "
           f"lag {s.policy_lag:4.1f}  actors {connected}  unrolls {s.received:,} = "
           f"{s.accepted:,} accepted + {s.duplicates} dup + {s.stale} stale + "
-          f"{sum(s.rejected.values())} rejected + {s.abandoned} abandoned")
+          f"{sum(s.rejected.values())} rejected + {s.abandoned} abandoned"
+          + (f"  unauthenticated calls {s.unauthenticated}" if s.unauthenticated else ""))
 
 
 def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
@@ -119,7 +120,7 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
                  frames_per_second=round(s.frames / elapsed, 1), episodes=s.episodes,
                  return_mean_100=return_mean, reached_target=reason == "stop_at_return",
                  stop_reason=reason, unrolls=s.accounting(), unrolls_by_actor=dict(s.by_actor),
-                 checkpoint=final_checkpoint)
+                 unauthenticated_calls=s.unauthenticated, checkpoint=final_checkpoint)
   return summary, status
 
 

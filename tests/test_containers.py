@@ -89,7 +89,7 @@ def network():
   podman("network", "create", name)
   yield name
   for container in podman("ps", "-a", "--filter", f"network={name}", "-q").split():
-    podman("rm", "--force", "--time", "0", container, check=False)
+    podman("rm", "--force", "--volumes", "--time", "0", container, check=False)
   podman("network", "rm", "--force", name, check=False)
 
 
@@ -173,9 +173,13 @@ def test_v3_manifest_with_podman_kube_play(images, network, tmp_path):
   for name, part in (("learner", learner_docs), ("actors", actor_docs)):
     files[name] = tmp_path / f"{name}.yml"
     files[name].write_text(yaml.safe_dump_all(part))
-  claims = [d["metadata"]["name"] for d in learner_docs if d["kind"] == "PersistentVolumeClaim"]
-  for claim in claims:  # left over from an interrupted run, it would stop `kube play`
-    podman("volume", "rm", "--force", claim, check=False)
+  # What kube play makes of claims and Secrets outlives `kube down`: removed before (left
+  # over from an interrupted run, it would stop `kube play`) and after.
+  made = [("volume", d["metadata"]["name"]) for d in docs if d["kind"] == "PersistentVolumeClaim"]
+  made += [(kind, d["metadata"]["name"]) for d in docs if d["kind"] == "Secret"
+           for kind in ("secret", "volume")]  # podman 4.3 mounts a Secret as a volume
+  for kind, name in made:
+    podman(kind, "rm", name, check=False)
   try:
     podman("kube", "play", "--network", f"{network}:alias={service}", str(files["learner"]))
     podman("kube", "play", "--network", network, str(files["actors"]))
@@ -196,5 +200,5 @@ def test_v3_manifest_with_podman_kube_play(images, network, tmp_path):
   finally:
     for name in ("actors", "learner"):
       podman("kube", "down", str(files[name]), check=False)
-    for claim in claims:
-      podman("volume", "rm", "--force", claim, check=False)
+    for kind, name in made:
+      podman(kind, "rm", name, check=False)

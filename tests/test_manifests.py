@@ -88,17 +88,21 @@ def test_manifest_pods_are_locked_down():
       assert re.fullmatch(r"impala-(learner|actor):\d+\.\d+\.\d+", c["image"]), c["image"]
 
 
-def test_learner_probes_service_and_network_policy_agree_on_the_grpc_port():
+def test_learner_probes_service_and_network_policy_agree_on_the_ports():
   docs = {(d["kind"], d["metadata"]["name"]): d for d in manifest()}
   learner = pod_specs(list(docs.values()))["impala-learner"]
   container = learner["containers"][0]
-  port = container["ports"][0]["containerPort"]
+  ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+  port = ports["grpc"]
+  settings = docs[("ConfigMap", "impala-config")]["data"]
+  assert int(settings["IMPALA_PORT"]) == port
+  assert int(settings["IMPALA_HEALTH_PORT"]) == ports["health"]  # plaintext even with TLS
   for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-    assert container[probe]["grpc"]["port"] == port, probe
+    assert container[probe]["grpc"]["port"] == ports["health"], probe
   startup = container["startupProbe"]
   assert startup["periodSeconds"] * startup["failureThreshold"] >= 120  # imports + compilation
   assert {e["configMapRef"]["name"] for e in container["envFrom"]} == {"impala-config"}
-  assert all(key.startswith("IMPALA_") for key in docs[("ConfigMap", "impala-config")]["data"])
+  assert all(key.startswith("IMPALA_") for key in settings)
   service = docs[("Service", "impala-learner")]["spec"]
   policy = docs[("NetworkPolicy", "impala-learner")]["spec"]
   assert service["selector"] == policy["podSelector"]["matchLabels"]
