@@ -198,7 +198,7 @@ class Learner:
       self.stats.unauthenticated += 1
 
   def reject(self, reason: str):
-    """Counts an unroll refused before it could be decoded."""
+    """Counts an unroll refused as malformed or invalid (`reason`)."""
     with self.lock:
       self.stats.received += 1
       self.stats.rejected[reason] += 1

@@ -73,45 +73,56 @@ def test_actors_killed_mid_stream_do_not_disturb_the_learner_or_other_actors():
     stop_all(learner, steady, *victims)
 
 
+def newest_checkpoint(directory) -> int:
+  """The update count of the newest checkpoint in `directory` (0: none)."""
+  paths = checkpoint.checkpoints(str(directory))
+  return int(re.search(r"(\d+)\.npz$", paths[-1]).group(1)) if paths else 0
+
+
 def test_learner_killed_and_restarted_resumes_and_its_actors_come_back(tmp_path):
+  """Three SIGKILLs of the learner, each followed by a restart on the same checkpoint
+  folder; the same two actor processes serve all four learners, the last of which
+  trains on to the CartPole target."""
   port = str(free_port())
   common = ["--port", port, "--checkpoint-dir", str(tmp_path), "--checkpoint-every", "1",
             "--log-every", "0.5", "--seed", "3"]
-  learner = start("learner_server.py", *common)
   actors = [start("actor_client.py", GRPC_HOST=f"localhost:{port}", IMPALA_ACTOR_ID=f"a{i}")
             for i in range(2)]
-  restarted = None
+  learners, saved, reconnect_seconds = [], 0, []
   try:
-    read_until(learner, r"updates\s+[1-9]")
-    deadline = time.monotonic() + 60
-    while not checkpoint.checkpoints(str(tmp_path)):
-      assert time.monotonic() < deadline, "no checkpoint written"
-      time.sleep(0.2)  # polling for a file, with a deadline
-    learner.send_signal(signal.SIGKILL)
-    learner.wait(timeout=10)
-    saved = max(int(re.search(r"(\d+)", os.path.basename(p)).group(1))
-                for p in checkpoint.checkpoints(str(tmp_path)))
-    assert saved > 0
-
-    started = time.monotonic()
-    restarted = start("learner_server.py", *common, "--stop-at-return", "475",
-                      "--max-seconds", "150")
-    resumed = int(read_until(restarted, r"resumed from .*: update ([\d,]+)").group(1).replace(",", ""))
-    assert resumed == saved
-    for _ in actors:  # the same processes, not restarted
-      read_until(restarted, r"actor a\d connected")
-    reconnect_seconds = time.monotonic() - started
-    stdout, stderr = restarted.communicate(timeout=180)
+    for cycle in range(4):
+      started = time.monotonic()
+      last = cycle == 3
+      learners.append(start("learner_server.py", *common,
+                            *(["--stop-at-return", "475", "--max-seconds", "150"] if last else [])))
+      learner = learners[-1]
+      if cycle:
+        resumed = read_until(learner, r"resumed from .*: update ([\d,]+)").group(1)
+        assert int(resumed.replace(",", "")) == saved  # not 0: where the last one stopped
+      for _ in actors:  # the same processes, never restarted
+        read_until(learner, r"actor a\d connected")
+      if cycle:
+        reconnect_seconds.append(round(time.monotonic() - started, 1))
+      if last:
+        break
+      deadline = time.monotonic() + 60
+      while newest_checkpoint(tmp_path) <= saved:  # a checkpoint past the one it resumed from
+        assert time.monotonic() < deadline, "no new checkpoint"
+        time.sleep(0.2)  # polling for a file, with a deadline
+      learner.send_signal(signal.SIGKILL)
+      learner.wait(timeout=10)
+      saved = newest_checkpoint(tmp_path)
+    stdout, stderr = learner.communicate(timeout=180)
     summary = json.loads(stdout.strip().splitlines()[-1])
-    assert restarted.returncode == 0 and summary["reached_target"], stderr[-3000:]
-    assert summary["updates"] > resumed and set(summary["unrolls_by_actor"]) == {"a0", "a1"}
-    assert all(a.poll() is None for a in actors)  # they outlived two learners
-    print(f"restart to both actors reconnected: {reconnect_seconds:.1f} s")
+    assert learner.returncode == 0 and summary["reached_target"], stderr[-3000:]
+    assert summary["updates"] > saved and set(summary["unrolls_by_actor"]) == {"a0", "a1"}
+    assert all(a.poll() is None for a in actors)  # they outlived four learners
+    print(f"learner restart to both actors reconnected, 3 cycles: {reconnect_seconds} s")
     for a in actors:
       a.send_signal(signal.SIGTERM)
     assert [a.wait(timeout=30) for a in actors] == [0, 0]
   finally:
-    stop_all(learner, *actors, *([restarted] if restarted else []))
+    stop_all(*learners, *actors)
 
 
 def test_sigterm_writes_a_final_checkpoint_and_exits_0(tmp_path):

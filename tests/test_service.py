@@ -96,22 +96,24 @@ def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_ser
   wrong_shape = codec.encode_unroll(unroll._replace(actions=unroll.actions[:-1]), info)
   bad_action = codec.encode_unroll(unroll._replace(actions=unroll.actions + 5), info)
   nan_reward = codec.encode_unroll(unroll._replace(rewards=unroll.rewards * np.nan), info)
+  wrong_dtype = codec.encode_unroll(unroll._replace(rewards=unroll.rewards.astype(np.float64)), info)
   cases = [(short.SerializeToString(), f"rewards: float32[5, 4] at offset {short.rewards.offset} "
             f"ends at byte {len(short.payload) + 4}, past the payload ({len(short.payload)} bytes)"),
            (b"\x0b", "malformed message: wire type 3"),
            (wrong_shape, "actions: expected int32[5, 4], got int32[4, 4]"),
            (bad_action, "actions: out of range [0, 2)"),
-           (nan_reward, "rewards: contains NaN or infinity")]
+           (nan_reward, "rewards: contains NaN or infinity"),
+           (wrong_dtype, "rewards: expected float32[5, 4], got float64[5, 4]")]
   for message, details in cases:
     with pytest.raises(grpc.RpcError) as e:
       upload(port, good, message, good)  # the stream ends at the bad one
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert e.value.details() == details
   assert len(upload(port, good, good)) == 2  # still serving: one reply per unroll
-  # `good` is one unroll sent 7 times: taken once, then answered but dropped as a resend.
+  # `good` is one unroll sent 8 times: taken once, then answered but dropped as a resend.
   assert learner.stats.accounting() == dict(
-      received=12, accepted=1, duplicates=6, stale=0, abandoned=0,
-      rejected=dict(malformed=2, wrong_shape=1, action_out_of_range=1, not_finite=1))
+      received=14, accepted=1, duplicates=7, stale=0, abandoned=0,
+      rejected=dict(malformed=2, wrong_shape=2, action_out_of_range=1, not_finite=1))
 
 
 def test_empty_and_oversize_uploads_get_precise_errors(small_config):
