@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from impala import config as config_lib
-from impala import environments, networks, types
+from impala import environments, metrics, networks, types
 from impala.client import RETRYABLE, LearnerClient
 from impala.config import Config
 
@@ -69,6 +69,9 @@ class Actor:
     self.sequence = 0
     self.frames = 0
     self.stalls = 0  # 0.1 s waits for a learner that fell behind (backpressure)
+    self.reconnects = 0
+    self.env_seconds = 0.0        # stepping the environments
+    self.inference_seconds = 0.0  # in the policy, until its actions are on the host
     self._unanswered = collections.deque()  # serialized unrolls sent but not yet answered
     self._run_key = None  # what the environments and network were built for
 
@@ -120,12 +123,17 @@ class Actor:
     returns, lengths = [], []
 
     obs[0], terminated[0], truncated[0] = self.obs, self.terminated, self.truncated
+    clock = time.perf_counter
     for t in range(t_len):
+      started = clock()
       self.rng, action, step_logits, self.core_state = self.policy(
           params, self.rng, self.obs, self.first, self.core_state)
       actions[t] = action
       logits[t] = step_logits
+      stepped = clock()
       self.obs, rewards[t], self.terminated, self.truncated, _ = self.envs.step(actions[t])
+      self.inference_seconds += stepped - started
+      self.env_seconds += clock() - stepped
       obs[t + 1], terminated[t + 1], truncated[t + 1] = self.obs, self.terminated, self.truncated
       # A step taken from a final observation is the reset step: no reward, no length.
       self.episode_return += rewards[t]
@@ -206,6 +214,7 @@ class Actor:
         if e.code() not in RETRYABLE:
           raise
         delay = backoff.next()
+        self.reconnects += 1
         log.info("learner %s unavailable (%s); retrying in %.1f s", self.config.grpc_host,
                  e.code().name, delay)
         stop.wait(delay)
@@ -239,6 +248,8 @@ def main(argv=None) -> int:
   for sig in (signal.SIGTERM, signal.SIGINT):
     signal.signal(sig, lambda *_: stop.set())
   actor = Actor(config)
+  if config.metrics_port:
+    metrics.serve(metrics.ActorCollector(actor), config.metrics_port)
   try:
     actor.run(stop)
   except grpc.RpcError as e:

@@ -67,18 +67,28 @@ def checkpoints(directory: str) -> list[str]:
   return [os.path.join(directory, n) for n in sorted(os.listdir(directory)) if _NAME.match(n)]
 
 
-def load(path: str, like) -> tuple[object, dict]:
-  """(state shaped like `like`, record) from one checkpoint; raises ValueError if the file
-  is corrupt or does not fit `like`."""
+def _read(path: str) -> tuple[dict, dict]:
+  """(arrays, record) of one checkpoint file, every member read and CRC-checked."""
   try:
     with open(path, "rb") as f, np.load(io.BytesIO(f.read()), allow_pickle=False) as data:
-      arrays = {name: data[name] for name in data.files}  # reads (and CRC-checks) every member
+      arrays = {name: data[name] for name in data.files}
   except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError) as e:
     raise ValueError(f"unreadable: {e}") from None
   try:
-    record = json.loads(arrays.pop("meta").tobytes())
+    return arrays, json.loads(arrays.pop("meta").tobytes())
   except (KeyError, ValueError):
     raise ValueError("no readable record") from None
+
+
+def record_of(path: str) -> dict:
+  """The counters and settings saved with a checkpoint; ValueError if it is unreadable."""
+  return _read(path)[1]
+
+
+def load(path: str, like) -> tuple[object, dict]:
+  """(state shaped like `like`, record) from one checkpoint; raises ValueError if the file
+  is corrupt or does not fit `like`."""
+  arrays, record = _read(path)
   expected, treedef = jax.tree_util.tree_flatten(like)
   if record.get("format") != FORMAT or not record.get("leaves") == len(expected) == len(arrays):
     raise ValueError(f"format {record.get('format')} with {record.get('leaves')} leaves; "

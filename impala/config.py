@@ -72,7 +72,10 @@ class Config:
   max_frames: int = _field(0, "stop after this many environment frames; 0 for no cap")
   max_seconds: float = _field(0.0, "stop after this many seconds; 0 for no cap")
   stop_at_return: float = _field(math.nan, "stop once the 100-episode mean return reaches this")
-  log_every: float = _field(5.0, "seconds between progress lines")
+  log_every: float = _field(5.0, "seconds between progress lines (and log records)")
+  logdir: str = _field("", "write TensorBoard events and progress.jsonl here; empty for none")
+  metrics_port: int = _field(0, "serve Prometheus /metrics on this port (learner and actor); "
+                             "0 for none")
   max_message_mb: int = _field(64, "largest gRPC message, MiB, on both sides")
 
   # Security (both ends; see README "Security").
@@ -121,7 +124,7 @@ class Config:
     for name in ("clip_rho", "clip_pg_rho"):
       if not getattr(self, name) >= 1.0:
         _bad(name, getattr(self, name), "must be >= 1.0")
-    for name in ("port", "health_port"):
+    for name in ("port", "health_port", "metrics_port"):
       if not 0 <= getattr(self, name) <= 65535:
         _bad(name, getattr(self, name), "must be in [0, 65535]")
     for a, b in (("tls_cert", "tls_key"), ("tls_client_cert", "tls_client_key")):

@@ -48,6 +48,11 @@ def keep_freed_memory():
   libc.mallopt(m_trim_threshold, 256 << 20)
 
 
+# The settings that define the environment and the network: saved with each checkpoint,
+# so that `python -m impala.evaluate` can rebuild what it was trained on.
+RUN_SETTINGS = ("env_id", "env_kwargs", "torso", "hidden_sizes", "lstm_size", "seed")
+
+
 class TrainingState(NamedTuple):
   params: dict
   opt_state: optax.OptState
@@ -136,6 +141,7 @@ class Stats:
   unauthenticated: int = 0         # calls refused for a missing or wrong token
   episodes: int = 0
   returns: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=100))
+  lengths: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=100))
   policy_lag: float = 0.0          # mean over the last batch: learner version - acting version
 
   @property
@@ -171,6 +177,7 @@ class Learner:
     self.stats = Stats()
     self.version = 1                 # actors start with version 0: "nothing yet"
     self.restored_from = None        # path of the checkpoint this learner resumed from
+    self.last_metrics: dict = {}     # of the newest update: losses, gradient and param norms
     if config.checkpoint_dir:
       self._restore(config.checkpoint_dir)
     self._senders: dict[tuple[str, int], _Sender] = {}
@@ -232,6 +239,7 @@ class Learner:
         s.by_actor[info.actor_id] += 1
         s.episodes += len(info.episode_returns)
         s.returns.extend(info.episode_returns.tolist())
+        s.lengths.extend(info.episode_lengths.tolist())
       elif outcome == "duplicate":
         s.duplicates += 1
       elif outcome == "stale":
@@ -253,6 +261,9 @@ class Learner:
       except queue.Full:
         if self._stop.is_set() or not keep_waiting():
           return None
+
+  def queue_depth(self) -> int:
+    return self._unrolls.qsize()
 
   def params_for_actor(self) -> tuple[int, dict]:
     """(version, numpy params) of the newest parameters; fetched from the device once per version."""
@@ -315,7 +326,8 @@ class Learner:
     with self.lock:
       state = self._state
       record = dict(updates=self.stats.updates, frames=self.stats.frames, version=self.version,
-                    seed=self.config.seed, run_id=self.run_id)
+                    seed=self.config.seed, run_id=self.run_id,
+                    config={k: getattr(self.config, k) for k in RUN_SETTINGS})
     return checkpoint.save(self.config.checkpoint_dir, state, record,
                            self.config.keep_checkpoints)
 
@@ -351,9 +363,10 @@ class Learner:
       batch, infos = self._batches.get(timeout=timeout)
     except queue.Empty:
       return False
-    state, _ = self._sgd_step(self._state, batch)
+    state, metrics = self._sgd_step(self._state, batch)
     acted = np.array([info.params_version for info in infos])
     with self.lock:
+      self.last_metrics = metrics  # device arrays: fetched only when someone logs them
       self.stats.policy_lag = float(np.mean(self.version - acted))
       self._state = state
       self.version += 1

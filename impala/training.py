@@ -13,7 +13,7 @@ import threading
 import time
 
 from impala import config as config_lib
-from impala import learning, server
+from impala import learning, metrics, progress, server
 
 # Seconds between SIGTERM and SIGKILL for local actors.
 ACTOR_GRACE = 5.0
@@ -24,7 +24,7 @@ def start_local_actors(count: int, port: int) -> list[subprocess.Popen]:
   children = []
   for i in range(count):
     env = dict(os.environ, GRPC_HOST=f"localhost:{port}", IMPALA_ACTOR_ID=f"local-{i}",
-               IMPALA_PARENT_PID=str(os.getpid()))
+               IMPALA_PARENT_PID=str(os.getpid()), IMPALA_METRICS_PORT="0")
     children.append(subprocess.Popen([sys.executable, "-m", "impala.acting"], env=env,
                                      start_new_session=True))
   return children
@@ -43,16 +43,13 @@ def stop_processes(children: list[subprocess.Popen]):
       child.wait()
 
 
-def progress_line(learner: learning.Learner, elapsed: float, rates: tuple[float, float]) -> str:
-  s = learner.stats
-  now = time.monotonic()
-  connected = sum(now - seen < 10.0 for seen in learner.last_seen.values())
-  return (f"[{elapsed:7.1f}s] frames {s.frames:>10,} ({rates[0]:>9,.0f}/s)  updates {s.updates:>7,} "
-          f"({rates[1]:>6,.1f}/s)  return {s.return_mean_100:7.1f} (last {len(s.returns)})  "
-          f"lag {s.policy_lag:4.1f}  actors {connected}  unrolls {s.received:,} = "
-          f"{s.accepted:,} accepted + {s.duplicates} dup + {s.stale} stale + "
-          f"{sum(s.rejected.values())} rejected + {s.abandoned} abandoned"
-          + (f"  unauthenticated calls {s.unauthenticated}" if s.unauthenticated else ""))
+def report(learner, elapsed: float, since: tuple, console, run_log) -> tuple:
+  """Shows (and logs) the learner's figures; returns the new (time, frames, updates) mark."""
+  record = progress.record(learner, elapsed, since)
+  console.show(progress.line(record))
+  if run_log:
+    run_log.write(record)
+  return time.monotonic(), record["frames"], record["updates"]
 
 
 def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
@@ -68,13 +65,19 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
   terminated = threading.Event()  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0
   if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+  if config.metrics_port:
+    metrics_port = metrics.serve(metrics.LearnerCollector(learner), config.metrics_port)
+    print(f"metrics on http://localhost:{metrics_port}/metrics", file=sys.stderr, flush=True)
+  console = progress.Console()
+  run_log = progress.RunLog(config.logdir) if config.logdir else None
   target = config.stop_at_return
   reason, status = "interrupted", 130
   return_mean = float("nan")
+  last_log = None
   try:
     learner.compile()
-    last_log, last_counts = time.monotonic(), (learner.stats.frames, learner.stats.updates)
-    last_checkpoint = last_log
+    last_log = (time.monotonic(), learner.stats.frames, learner.stats.updates)
+    last_checkpoint = last_log[0]
     while True:
       learner.step()
       now = time.monotonic()
@@ -87,11 +90,8 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
         returns = learner.stats.returns
         return_mean = learner.stats.return_mean_100  # reported as is: the one the stop used
         reached = len(returns) == returns.maxlen and return_mean >= target
-      if now - last_log >= config.log_every:
-        rates = ((frames - last_counts[0]) / (now - last_log),
-                 (updates - last_counts[1]) / (now - last_log))
-        print(progress_line(learner, elapsed, rates), file=sys.stderr, flush=True)
-        last_log, last_counts = now, (frames, updates)
+      if now - last_log[0] >= config.log_every:
+        last_log = report(learner, elapsed, last_log, console, run_log)
       missed = 1 if not math.isnan(target) else 0  # a cap came before the target return
       if reached:
         reason, status = "stop_at_return", 0
@@ -114,6 +114,11 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
     grpc_server.stop(grace=1.0).wait()
     learner.close()
     final_checkpoint = learner.save_checkpoint() if config.checkpoint_dir else None
+    if last_log is not None:  # the figures at the stop: curves end where the run did
+      report(learner, time.monotonic() - started, last_log, console, run_log)
+    console.close()
+    if run_log:
+      run_log.close()
   s = learner.stats
   elapsed = time.monotonic() - started
   summary = dict(frames=s.frames, updates=s.updates, seconds=round(elapsed, 2),

@@ -119,3 +119,19 @@ def test_dockerfile_base_is_an_argument_and_entrypoint_exec_form(dockerfile):
   assert "ARG BASE_IMAGE=python:3.11-slim" in text
   assert re.search(r'^ENTRYPOINT \["python", "\w+\.py"\]$', text, re.M)
   assert re.search(r"^USER 10001:10001$", text, re.M)
+
+
+def test_both_pods_expose_metrics_where_their_scrape_annotations_say():
+  docs = manifest()
+  settings = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+  for d in docs:
+    if d["kind"] != "Deployment":
+      continue
+    template = d["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    container = template["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == ports["metrics"]
+    assert int(env.get("IMPALA_METRICS_PORT", settings["IMPALA_METRICS_PORT"])) == ports["metrics"]

@@ -1,0 +1,98 @@
+"""Evaluates a checkpoint: N episodes in this process, greedy or sampled actions.
+
+    python -m impala.evaluate CHECKPOINT [--episodes 100] [--policy greedy|sampled] [--seed S]
+
+CHECKPOINT is a checkpoint file or a --checkpoint-dir (its newest readable checkpoint).
+The environment and network come from the checkpoint. Prints the mean, std, min and max
+return as a line of text, then as a line of JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+
+from impala import checkpoint, environments, learning
+from impala.config import Config, ConfigError
+
+
+def newest_readable(path: str) -> tuple[str, dict]:
+  candidates = [path] if os.path.isfile(path) else list(reversed(checkpoint.checkpoints(path)))
+  for candidate in candidates:
+    try:
+      return candidate, checkpoint.record_of(candidate)
+    except ValueError:
+      continue
+  raise ConfigError(f"no readable checkpoint at {path!r}")
+
+
+def load_params(path: str) -> tuple[Config, dict, str]:
+  """(run config, params, checkpoint path) of the checkpoint at `path`."""
+  path, record = newest_readable(path)
+  config = Config(**record["config"])
+  spec = environments.describe(config.env_id, config.env_kwargs)
+  network = learning.make_network(config, spec)
+  params = network.init(jax.random.PRNGKey(0))
+  like = learning.TrainingState(params, learning.make_optimizer(config).init(params))
+  state, _ = checkpoint.load(path, like)
+  return config, state.params, path
+
+
+def episode_returns(config: Config, params, episodes: int, greedy: bool, seed: int) -> np.ndarray:
+  """The return of the first episode of each of `episodes` environments stepped together."""
+  envs = environments.make(config.env_id, episodes, config.env_kwargs)
+  spec = environments.spec_of(envs)
+  network = learning.make_network(config, spec)
+
+  @jax.jit
+  def act(params, key, obs, first, core):
+    out, core = network.step(params, obs, first, core)
+    sampled = jax.random.categorical(key, out.logits)
+    return jax.numpy.where(greedy, out.logits.argmax(-1), sampled).astype(np.int32), core
+
+  obs, _ = envs.reset(seed=seed)
+  key, core = jax.random.PRNGKey(seed), network.initial_state(episodes)
+  first = np.ones(episodes, bool)
+  returns, done = np.zeros(episodes), np.zeros(episodes, bool)
+  while not done.all():
+    key, step_key = jax.random.split(key)
+    action, core = act(params, step_key, obs, first, core)
+    obs, reward, terminated, truncated, _ = envs.step(np.asarray(action))
+    returns += np.where(done, 0.0, reward)
+    done |= terminated | truncated
+    first = np.zeros(episodes, bool)
+  envs.close()
+  return returns
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description="Evaluate a checkpoint in-process.")
+  parser.add_argument("checkpoint", help="a checkpoint file or a --checkpoint-dir")
+  parser.add_argument("--episodes", type=int, default=100)
+  parser.add_argument("--policy", choices=("greedy", "sampled"), default="greedy")
+  parser.add_argument("--seed", type=int, default=12345)
+  args = parser.parse_args(argv)
+  if args.episodes < 1:
+    parser.exit(2, f"evaluate: error: bad --episodes {args.episodes} (must be >= 1)\n")
+  try:
+    config, params, path = load_params(args.checkpoint)
+  except (ConfigError, ValueError) as e:
+    parser.exit(2, f"evaluate: error: {e}\n")
+  returns = episode_returns(config, params, args.episodes, args.policy == "greedy", args.seed)
+  result = dict(checkpoint=path, env_id=config.env_id, policy=args.policy, episodes=args.episodes,
+                mean=float(returns.mean()), std=float(returns.std()), min=float(returns.min()),
+                max=float(returns.max()))
+  print(f"{config.env_id}, {args.episodes} episodes, {args.policy}: return mean "
+        f"{result['mean']:.1f} (std {result['std']:.1f}, min {result['min']:.1f}, "
+        f"max {result['max']:.1f})")
+  print(json.dumps(result))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

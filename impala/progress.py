@@ -1,0 +1,102 @@
+"""What a learner reports while it trains: one record every `--log-every` seconds, shown
+as the console line and, with `--logdir`, written as TensorBoard scalars (step = frames)
+and as a line of `progress.jsonl` (what `python -m impala.plot` draws)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+# record key -> TensorBoard tag
+SCALARS = {
+    "return_mean_100": "episode/return_mean_100",
+    "length_mean_100": "episode/length_mean_100",
+    "loss": "loss/total",
+    "policy_loss": "loss/policy",
+    "baseline_loss": "loss/baseline",
+    "entropy": "loss/entropy",
+    "grad_norm": "optim/grad_norm",
+    "param_norm": "optim/param_norm",
+    "learning_rate": "optim/learning_rate",
+    "frames_per_second": "throughput/frames_per_second",
+    "updates_per_second": "throughput/updates_per_second",
+    "policy_lag": "learner/policy_lag",
+    "queue_depth": "learner/queue_depth",
+    "actors": "learner/actors",
+}
+
+
+def record(learner, seconds: float, since: tuple[float, int, int]) -> dict:
+  """The learner's figures now; rates over the interval since (time, frames, updates)."""
+  now = time.monotonic()
+  with learner.lock:
+    s = learner.stats
+    out = dict(seconds=round(seconds, 2), frames=s.frames, updates=s.updates,
+               return_mean_100=s.return_mean_100, episodes_in_mean=len(s.returns),
+               length_mean_100=float(np.mean(s.lengths)) if s.lengths else math.nan,
+               policy_lag=s.policy_lag, queue_depth=learner.queue_depth(),
+               actors=sum(now - seen < 10.0 for seen in learner.last_seen.values()),
+               learning_rate=learner.config.learning_rate, **s.accounting(),
+               unauthenticated=s.unauthenticated)
+    metrics = learner.last_metrics
+  interval = max(now - since[0], 1e-9)
+  out["frames_per_second"] = (out["frames"] - since[1]) / interval
+  out["updates_per_second"] = (out["updates"] - since[2]) / interval
+  out.update({k: float(v) for k, v in jax.device_get(metrics).items()})
+  return out
+
+
+def line(r: dict) -> str:
+  return (f"[{r['seconds']:7.1f}s] frames {r['frames']:>10,} ({r['frames_per_second']:>9,.0f}/s)  "
+          f"updates {r['updates']:>7,} ({r['updates_per_second']:>6,.1f}/s)  "
+          f"return {r['return_mean_100']:7.1f} (last {r['episodes_in_mean']})  "
+          f"lag {r['policy_lag']:4.1f}  queue {r['queue_depth']:3d}  actors {r['actors']}  "
+          f"unrolls {r['received']:,} = {r['accepted']:,} accepted + {r['duplicates']} dup + "
+          f"{r['stale']} stale + {sum(r['rejected'].values())} rejected + {r['abandoned']} abandoned"
+          + (f"  unauthenticated calls {r['unauthenticated']}" if r["unauthenticated"] else ""))
+
+
+class Console:
+  """One line rewritten in place on a terminal; plain lines otherwise (logs), never both."""
+
+  def __init__(self, stream=None):
+    self.stream = stream or sys.stderr
+    self.live = self.stream.isatty()
+    self._shown = False
+
+  def show(self, text: str):
+    self.stream.write(f"\r\x1b[K{text}" if self.live else text + "\n")
+    self.stream.flush()
+    self._shown = True
+
+  def close(self):
+    if self.live and self._shown:
+      self.stream.write("\n")
+      self.stream.flush()
+
+
+class RunLog:
+  """TensorBoard events and progress.jsonl in `logdir`."""
+
+  def __init__(self, logdir: str):
+    from tensorboardX import SummaryWriter  # only runs with --logdir need it
+    os.makedirs(logdir, exist_ok=True)
+    self._writer = SummaryWriter(logdir)
+    self._jsonl = open(os.path.join(logdir, "progress.jsonl"), "a")
+
+  def write(self, r: dict):
+    for key, tag in SCALARS.items():
+      if key in r and not math.isnan(r[key]):
+        self._writer.add_scalar(tag, r[key], global_step=r["frames"])
+    self._jsonl.write(json.dumps(r) + "\n")
+    self._jsonl.flush()
+
+  def close(self):
+    self._writer.close()
+    self._jsonl.close()
