@@ -238,6 +238,9 @@ def main(argv=None) -> int:
   try:
     config = config_lib.from_args(argv, description="IMPALA actor (gRPC client).")
     LearnerClient(config).close()  # reads the token and TLS files: a bad path fails here
+    actor = Actor(config)
+    if config.metrics_port:
+      metrics.serve(metrics.ActorCollector(actor), config.metrics_port)
   except config_lib.ConfigError as e:
     print(f"actor_client.py: error: {e}", file=sys.stderr)
     return 2
@@ -247,9 +250,6 @@ def main(argv=None) -> int:
   stop = threading.Event()
   for sig in (signal.SIGTERM, signal.SIGINT):
     signal.signal(sig, lambda *_: stop.set())
-  actor = Actor(config)
-  if config.metrics_port:
-    metrics.serve(metrics.ActorCollector(actor), config.metrics_port)
   try:
     actor.run(stop)
   except grpc.RpcError as e:

@@ -15,6 +15,8 @@ import jax
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from impala.config import ConfigError
+
 
 def _threads() -> int:
   try:
@@ -92,7 +94,8 @@ class ActorCollector:
         ("unrolls", "Unrolls made.", a.sequence),
         ("env_step_seconds", "Time spent stepping the environments.", a.env_seconds),
         ("inference_seconds", "Time spent in the policy (inference).", a.inference_seconds),
-        ("reconnects", "Connections to the learner lost and made again.", a.reconnects),
+        ("reconnects", "Failed connections to the learner, each retried after a backoff.",
+         a.reconnects),
         ("stalls", "0.1 s waits for a learner that fell behind.", a.stalls)):
       yield CounterMetricFamily(f"impala_actor_{name}", doc, value=value)
     yield from _resources()
@@ -104,5 +107,8 @@ def serve(collector, port: int, address: str = "") -> int:
   registry = CollectorRegistry()
   ProcessCollector(registry=registry)
   registry.register(collector)
-  server, _ = start_http_server(port, addr=address or "0.0.0.0", registry=registry)
+  try:
+    server, _ = start_http_server(port, addr=address or "0.0.0.0", registry=registry)
+  except OSError as e:
+    raise ConfigError(f"bad value for --metrics-port: cannot listen on {port} ({e.strerror})") from None
   return server.server_port

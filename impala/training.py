@@ -58,6 +58,9 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
   if learner.restored_from:
     print(f"resumed from {learner.restored_from}: update {learner.stats.updates:,}, "
           f"version {learner.version}", file=sys.stderr, flush=True)
+  if config.metrics_port:
+    metrics_port = metrics.serve(metrics.LearnerCollector(learner), config.metrics_port)
+    print(f"metrics on http://localhost:{metrics_port}/metrics", file=sys.stderr, flush=True)
   grpc_server, port, health = server.create_server(learner, config.port)
   print(f"learner serving on port {port} (run {learner.run_id}); "
         f"{config.local_actors} local actors", file=sys.stderr, flush=True)
@@ -65,9 +68,6 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
   terminated = threading.Event()  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0
   if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
-  if config.metrics_port:
-    metrics_port = metrics.serve(metrics.LearnerCollector(learner), config.metrics_port)
-    print(f"metrics on http://localhost:{metrics_port}/metrics", file=sys.stderr, flush=True)
   console = progress.Console()
   run_log = progress.RunLog(config.logdir) if config.logdir else None
   target = config.stop_at_return

@@ -151,3 +151,10 @@ def test_actor_metrics(learner_server):
   assert value(after, "impala_actor_env_step_seconds_total") > 0
   assert value(after, "impala_actor_inference_seconds_total") > 0
   assert ("impala_actor_reconnects_total", ()) in after
+
+
+def test_a_metrics_port_in_use_is_a_one_line_error(capsys):
+  taken = metrics.serve(metrics.ActorCollector(acting.Actor(Config())), 0, "127.0.0.1")
+  assert acting.main(["--metrics-port", str(taken), "--grpc-host", "127.0.0.1:1"]) == 2
+  assert capsys.readouterr().err.strip().startswith(
+      f"actor_client.py: error: bad value for --metrics-port: cannot listen on {taken} (")
