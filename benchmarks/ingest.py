@@ -3,6 +3,9 @@ CartPole-sized and Atari-sized (84x84x4 uint8) unrolls as fast as the learner ta
 the learner decodes, checks, queues and batches them, with its update replaced by a
 no-op so that the figure is the ingest path alone.
 
+Every sender encodes each unroll afresh (new sequence number, as an actor does: the
+learner drops resent ones), for the learner and the baselines alike.
+
 Baselines, same run: the same serialized bytes, length-prefixed, from the same number
 of sender processes over a plain loopback TCP socket into fresh buffers; and the
 ceilings of grpcio itself, bare gRPC servers whose handlers drop the bytes: with one
@@ -12,8 +15,10 @@ that chose streams).
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import queue
+import random
 import socket
 import struct
 import threading
@@ -36,8 +41,8 @@ SIZES = {
 }
 
 
-def make_unroll(config: Config, spec) -> bytes:
-  """One serialized unroll of the configured shape, with random contents."""
+def make_unroll(config: Config, spec) -> tuple[types.Unroll, types.UnrollInfo]:
+  """An unroll of the configured shape, with random contents."""
   rng = np.random.default_rng(0)
   t, n, a = config.unroll_length, config.num_envs, spec.num_actions
   shape = (t + 1, n) + spec.observation_shape
@@ -50,36 +55,48 @@ def make_unroll(config: Config, spec) -> bytes:
                         np.ones((t, n), np.float32),
                         rng.normal(size=(t, n, a)).astype(np.float32), ())
   info = types.UnrollInfo("sender", 0, 0, np.zeros(0, np.float32), np.zeros(0, np.int32))
-  return codec.encode_unroll(unroll, info)
+  return unroll, info
 
 
-def stream_sender(target: str, raw: bytes, max_bytes: int, stop,
+def messages(template: tuple[types.Unroll, types.UnrollInfo]):
+  """Endless serialized unrolls, each a new one (the learner drops resends): the template
+  with this process's incarnation and the next sequence number, encoded as an actor does."""
+  unroll, info = template
+  incarnation = random.SystemRandom().getrandbits(64)
+  for sequence in itertools.count():
+    yield codec.encode_unroll(unroll, info._replace(sequence=sequence, incarnation=incarnation))
+
+
+def stream_sender(target: str, template, max_bytes: int, stop,
                   method: str = f"/{server.SERVICE_NAME}/Upload"):
-  """Sends `raw` on one upload stream, IN_FLIGHT unanswered at most, until `stop` is set."""
+  """Sends unrolls on one upload stream, IN_FLIGHT unanswered at most, until `stop` is set."""
+  new = messages(template)
   with grpc.insecure_channel(target, options=server.channel_options(max_bytes)) as channel:
     outbox = queue.SimpleQueue()
     for _ in range(IN_FLIGHT):
-      outbox.put(raw)
+      outbox.put(next(new))
     for _ in channel.stream_stream(method)(iter(outbox.get, None)):
-      outbox.put(None if stop.is_set() else raw)
+      outbox.put(None if stop.is_set() else next(new))
 
 
-def unary_sender(target: str, raw: bytes, max_bytes: int, stop):
-  """Sends `raw` in unary calls, IN_FLIGHT outstanding at most, until `stop` is set."""
+def unary_sender(target: str, template, max_bytes: int, stop):
+  """Sends unrolls in unary calls, IN_FLIGHT outstanding at most, until `stop` is set."""
+  new = messages(template)
   with grpc.insecure_channel(target, options=server.channel_options(max_bytes)) as channel:
     upload = channel.unary_unary("/bench.Bare/Upload")
     in_flight = []
     while not stop.is_set():
-      in_flight.append(upload.future(raw, timeout=30))
+      in_flight.append(upload.future(next(new), timeout=30))
       if len(in_flight) >= IN_FLIGHT:
         in_flight.pop(0).result()
 
 
-def socket_sender(port: int, raw: bytes, stop):
+def socket_sender(port: int, template, stop):
+  new = messages(template)
   with socket.create_connection(("127.0.0.1", port)) as s:
-    header = struct.pack("<Q", len(raw))
     while not stop.is_set():
-      s.sendall(header)
+      raw = next(new)
+      s.sendall(struct.pack("<Q", len(raw)))
       s.sendall(raw)
 
 
@@ -101,16 +118,17 @@ def stop_senders(stop, procs):
       p.kill()
 
 
-def grpc_ingest(config: Config, raw: bytes, train: bool = False) -> tuple[float, float]:
-  """(unrolls/s accepted, batches/s taken by the update loop) of a learner fed `raw` as fast
-  as SENDERS processes can send it; without `train` the update is a no-op."""
+def grpc_ingest(config: Config, template, train: bool = False) -> tuple[float, float]:
+  """(unrolls/s accepted, batches/s taken by the update loop) of a learner fed unrolls like
+  `template` as fast as SENDERS processes can send them; without `train` the update is a no-op."""
   learner = learning.Learner(config)
   if train:
     learner.compile()
   else:
     learner._sgd_step = lambda state, batch: (state, {})  # ingest only: nothing is trained
   grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
-  stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", raw, config.max_message_bytes)
+  stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", template,
+                              config.max_message_bytes)
   try:
     rates = common.steady_rates(learner, WARMUP, WINDOW)
     return rates["unrolls"], rates["updates"]
@@ -120,7 +138,7 @@ def grpc_ingest(config: Config, raw: bytes, train: bool = False) -> tuple[float,
     learner.close()
 
 
-def bare_grpc_ingest(raw: bytes, max_bytes: int, stream: bool = False) -> float:
+def bare_grpc_ingest(template, max_bytes: int, stream: bool = False) -> float:
   """Messages/s a gRPC server receives when its handler does nothing with them."""
   received = [0]
 
@@ -140,10 +158,10 @@ def bare_grpc_ingest(raw: bytes, max_bytes: int, stream: bool = False) -> float:
   port = bare.add_insecure_port("127.0.0.1:0")
   bare.start()
   if stream:
-    stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", raw, max_bytes,
+    stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", template, max_bytes,
                                 method="/bench.Bare/UploadStream")
   else:
-    stop, procs = start_senders(unary_sender, f"127.0.0.1:{port}", raw, max_bytes)
+    stop, procs = start_senders(unary_sender, f"127.0.0.1:{port}", template, max_bytes)
   try:
     return count_rate(lambda: received[0])
   finally:
@@ -159,11 +177,11 @@ def count_rate(count) -> float:
   return (count() - c0) / (time.monotonic() - t0)
 
 
-def socket_ingest(raw: bytes) -> float:
+def socket_ingest(template) -> float:
   """Messages/s received over loopback TCP, each read into a fresh buffer."""
   listener = socket.create_server(("127.0.0.1", 0))
   port = listener.getsockname()[1]
-  stop, procs = start_senders(socket_sender, port, raw)
+  stop, procs = start_senders(socket_sender, port, template)
   received = [0]
 
   def receive(conn):
@@ -199,13 +217,13 @@ def main():
   comparisons, details = [], {}
   for size, config in SIZES.items():
     spec = environments.describe(config.env_id)
-    raw = make_unroll(config, spec)
+    template = make_unroll(config, spec)
     frames = config.unroll_length * config.num_envs
-    mb = len(raw) / 1e6
-    unrolls, batches = grpc_ingest(config, raw)
-    socket_rate = socket_ingest(raw)
-    bare_rate = bare_grpc_ingest(raw, config.max_message_bytes)
-    stream_rate = bare_grpc_ingest(raw, config.max_message_bytes, stream=True)
+    mb = len(next(messages(template))) / 1e6
+    unrolls, batches = grpc_ingest(config, template)
+    socket_rate = socket_ingest(template)
+    bare_rate = bare_grpc_ingest(template, config.max_message_bytes)
+    stream_rate = bare_grpc_ingest(template, config.max_message_bytes, stream=True)
     comparisons += [
         common.comparison(f"{size}: learner ingest", "MB/s", unrolls * mb,
                           "same bytes over a loopback socket", socket_rate * mb),

@@ -39,8 +39,8 @@ def main():
   config = Config()
   baseline = sgd_steps_per_second(config, 3.0)
   actors = common.learning_rates(config, ACTORS, WARMUP, WINDOW)
-  raw = ingest.make_unroll(config, environments.describe(config.env_id))
-  unrolls, updates = ingest.grpc_ingest(config, raw, train=True)
+  template = ingest.make_unroll(config, environments.describe(config.env_id))
+  unrolls, updates = ingest.grpc_ingest(config, template, train=True)
   comparisons = [
       common.comparison(f"fed by {ACTORS} local actors", "updates/s",
                         actors["updates_per_second"], "sgd_step alone", baseline),
