@@ -24,7 +24,7 @@ def sgd_steps_per_second(config: Config, seconds: float) -> float:
   optimizer = learning.make_optimizer(config)
   sgd_step = learning.make_sgd_step(learning.make_loss(config, network), optimizer)
   params = network.init(jax.random.PRNGKey(0))
-  state = learning.TrainingState(params, optimizer.init(params))
+  state = learning.initial_state(params, optimizer)
   batch = jax.device_put(learning.dummy_batch(config, spec, network))
   state = jax.block_until_ready(sgd_step(state, batch))[0]  # compiles
   steps, start = 0, time.perf_counter()

@@ -51,6 +51,8 @@ class Config:
   rmsprop_decay: float = _field(0.99, "RMSProp decay of the squared-gradient average")
   rmsprop_eps: float = _field(0.01, "RMSProp epsilon")
   max_grad_norm: float = _field(40.0, "clip gradients to this global norm")
+  average_decay: float = _field(0.99, "decay of the moving average of the parameters kept "
+                                "for evaluation")
   baseline_cost: float = _field(0.5, "weight of the value loss")
   entropy_cost: float = _field(0.01, "weight of the entropy bonus")
   clip_rho: float = _field(1.0, "V-trace clipping of importance weights (rho-bar)")
@@ -119,8 +121,9 @@ class Config:
       _bad("hidden_sizes", self.hidden_sizes, "must be one or more positive sizes")
     if not 0.0 <= self.discount <= 1.0:
       _bad("discount", self.discount, "must be in [0, 1]")
-    if not 0.0 <= self.rmsprop_decay < 1.0:
-      _bad("rmsprop_decay", self.rmsprop_decay, "must be in [0, 1)")
+    for name in ("rmsprop_decay", "average_decay"):
+      if not 0.0 <= getattr(self, name) < 1.0:
+        _bad(name, getattr(self, name), "must be in [0, 1)")
     for name in ("clip_rho", "clip_pg_rho"):
       if not getattr(self, name) >= 1.0:
         _bad(name, getattr(self, name), "must be >= 1.0")

@@ -31,16 +31,17 @@ def newest_readable(path: str) -> tuple[str, dict]:
   raise ConfigError(f"no readable checkpoint at {path!r}")
 
 
-def load_params(path: str) -> tuple[Config, dict, str]:
-  """(run config, params, checkpoint path) of the checkpoint at `path`."""
+def load_params(path: str, averaged: bool = True) -> tuple[Config, dict, str]:
+  """(run config, params, checkpoint path) of the checkpoint at `path`: the moving average
+  of the parameters, or (`averaged=False`) the newest ones."""
   path, record = newest_readable(path)
   config = Config(**record["config"])
   spec = environments.describe(config.env_id, config.env_kwargs)
   network = learning.make_network(config, spec)
-  params = network.init(jax.random.PRNGKey(0))
-  like = learning.TrainingState(params, learning.make_optimizer(config).init(params))
+  like = learning.initial_state(network.init(jax.random.PRNGKey(0)),
+                                learning.make_optimizer(config))
   state, _ = checkpoint.load(path, like)
-  return config, state.params, path
+  return config, state.average_params if averaged else state.params, path
 
 
 def episode_returns(config: Config, params, episodes: int, greedy: bool, seed: int) -> np.ndarray:
@@ -76,20 +77,23 @@ def main(argv=None) -> int:
   parser.add_argument("--episodes", type=int, default=100)
   parser.add_argument("--policy", choices=("greedy", "sampled"), default="greedy")
   parser.add_argument("--seed", type=int, default=12345)
+  parser.add_argument("--params", choices=("averaged", "newest"), default="averaged",
+                      help="the moving average of the parameters (steadier), or the newest")
   args = parser.parse_args(argv)
   if args.episodes < 1:
     parser.exit(2, f"evaluate: error: bad --episodes {args.episodes} (must be >= 1)\n")
   try:
-    config, params, path = load_params(args.checkpoint)
+    config, params, path = load_params(args.checkpoint, args.params == "averaged")
   except (ConfigError, ValueError) as e:
     parser.exit(2, f"evaluate: error: {e}\n")
   returns = episode_returns(config, params, args.episodes, args.policy == "greedy", args.seed)
-  result = dict(checkpoint=path, env_id=config.env_id, policy=args.policy, episodes=args.episodes,
+  result = dict(checkpoint=path, env_id=config.env_id, params=args.params, policy=args.policy,
+                episodes=args.episodes,
                 mean=float(returns.mean()), std=float(returns.std()), min=float(returns.min()),
                 max=float(returns.max()))
-  print(f"{config.env_id}, {args.episodes} episodes, {args.policy}: return mean "
-        f"{result['mean']:.1f} (std {result['std']:.1f}, min {result['min']:.1f}, "
-        f"max {result['max']:.1f})")
+  print(f"{config.env_id}, {args.episodes} episodes, {args.params} params, {args.policy}: "
+        f"return mean {result['mean']:.1f} (std {result['std']:.1f}, "
+        f"min {result['min']:.1f}, max {result['max']:.1f})")
   print(json.dumps(result))
   return 0
 

@@ -54,8 +54,13 @@ RUN_SETTINGS = ("env_id", "env_kwargs", "torso", "hidden_sizes", "lstm_size", "s
 
 
 class TrainingState(NamedTuple):
-  params: dict
+  params: dict             # what the actors act with
   opt_state: optax.OptState
+  average_params: dict     # exponential moving average of params: what evaluation uses
+
+
+def initial_state(params: dict, optimizer: optax.GradientTransformation) -> TrainingState:
+  return TrainingState(params, optimizer.init(params), params)
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
@@ -64,7 +69,8 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
       optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=config.rmsprop_eps))
 
 
-def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
+def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
+                  average_decay: float = 0.99) -> Callable:
   """`sgd_step(state, batch) -> (state, metrics)`, jitted."""
 
   @jax.jit
@@ -73,7 +79,8 @@ def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation) ->
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics.update(grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params))
-    return TrainingState(params, opt_state), metrics
+    average = optax.incremental_update(params, state.average_params, 1.0 - average_decay)
+    return TrainingState(params, opt_state, average), metrics
 
   return sgd_step
 
@@ -170,8 +177,9 @@ class Learner:
     self.network = make_network(config, self.spec)
     optimizer = make_optimizer(config)
     params = self.network.init(jax.random.PRNGKey(config.seed))
-    self._state = TrainingState(params, optimizer.init(params))
-    self._sgd_step = make_sgd_step(make_loss(config, self.network), optimizer)
+    self._state = initial_state(params, optimizer)
+    self._sgd_step = make_sgd_step(make_loss(config, self.network), optimizer,
+                                   config.average_decay)
 
     self.lock = threading.Lock()
     self.stats = Stats()

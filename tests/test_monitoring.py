@@ -114,15 +114,14 @@ def test_plot_writes_a_png_of_the_requested_size(run, tmp_path, capsys):
   assert out.stat().st_size > 10_000
 
 
-def test_evaluation_of_the_trained_checkpoint_is_far_above_a_fresh_one(run, tmp_path, capsys):
-  """The issue asks for >= 475 from the trained checkpoint. Measured on the parameters at
-  the moment the 100-episode training mean reached 475, greedy evaluation gives 205-500
-  (14 runs): the newest parameters swing faster than that window shows. Until training
-  is made steadier (see the notes), this asserts what holds: far above a fresh network."""
+def test_evaluation_of_the_trained_checkpoint_reaches_475_and_a_fresh_one_does_not(
+    run, tmp_path, capsys):
+  """Evaluation uses the moving average of the parameters: the newest ones, taken when the
+  training mean first reaches 475, evaluated at 235-500 over seeds; the average at 480-499."""
   assert evaluate.main([str(run["dir"] / "checkpoints"), "--episodes", "50"]) == 0
   trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert trained["checkpoint"] == run["summary"]["checkpoint"]
-  assert trained["mean"] >= 150 and trained["episodes"] == 50
+  assert trained["mean"] >= 475 and trained["episodes"] == 50 and trained["params"] == "averaged"
   fresh = learning.Learner(Config(checkpoint_dir=str(tmp_path)))
   fresh.save_checkpoint()
   fresh.close()
