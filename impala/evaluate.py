@@ -1,10 +1,13 @@
 """Evaluates a checkpoint: N episodes in this process, greedy or sampled actions.
 
     python -m impala.evaluate CHECKPOINT [--episodes 100] [--policy greedy|sampled] [--seed S]
+                              [--video DIR]
 
 CHECKPOINT is a checkpoint file or a --checkpoint-dir (its newest readable checkpoint).
 The environment and network come from the checkpoint. Prints the mean, std, min and max
-return as a line of text, then as a line of JSON.
+return as a line of text, then as a line of JSON. With --video DIR it also records one
+more episode as an MP4 (gymnasium's RecordVideo; needs moviepy, and pygame for the
+classic-control environments' rendering).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 
 import jax
 import numpy as np
+from gymnasium import error as gym_error
 
 from impala import checkpoint, environments, learning
 from impala.config import Config, ConfigError
@@ -44,17 +48,20 @@ def load_params(path: str, averaged: bool = True) -> tuple[Config, dict, str]:
   return config, state.average_params if averaged else state.params, path
 
 
-def episode_returns(config: Config, params, episodes: int, greedy: bool, seed: int) -> np.ndarray:
-  """The return of the first episode of each of `episodes` environments stepped together."""
-  envs = environments.make(config.env_id, episodes, config.env_kwargs)
-  spec = environments.spec_of(envs)
-  network = learning.make_network(config, spec)
-
+def make_act(network, greedy: bool):
   @jax.jit
   def act(params, key, obs, first, core):
     out, core = network.step(params, obs, first, core)
     sampled = jax.random.categorical(key, out.logits)
     return jax.numpy.where(greedy, out.logits.argmax(-1), sampled).astype(np.int32), core
+  return act
+
+
+def episode_returns(config: Config, params, episodes: int, greedy: bool, seed: int) -> np.ndarray:
+  """The return of the first episode of each of `episodes` environments stepped together."""
+  envs = environments.make(config.env_id, episodes, config.env_kwargs)
+  network = learning.make_network(config, environments.spec_of(envs))
+  act = make_act(network, greedy)
 
   obs, _ = envs.reset(seed=seed)
   key, core = jax.random.PRNGKey(seed), network.initial_state(episodes)
@@ -71,6 +78,25 @@ def episode_returns(config: Config, params, episodes: int, greedy: bool, seed: i
   return returns
 
 
+def record_episode(config: Config, params, greedy: bool, seed: int, directory: str) -> float:
+  """Plays one episode in one environment, recorded as an MP4 in `directory`; its return."""
+  import gymnasium as gym
+  from gymnasium.wrappers import RecordVideo
+  env = RecordVideo(gym.make(config.env_id, render_mode="rgb_array", **config.env_kwargs),
+                    directory, episode_trigger=lambda _: True, name_prefix="evaluation")
+  network = learning.make_network(config, environments.describe(config.env_id, config.env_kwargs))
+  act = make_act(network, greedy)
+  obs, _ = env.reset(seed=seed)
+  key, core, first, total, done = jax.random.PRNGKey(seed), network.initial_state(1), True, 0.0, False
+  while not done:
+    key, step_key = jax.random.split(key)
+    action, core = act(params, step_key, obs[None], np.array([first]), core)
+    obs, reward, terminated, truncated, _ = env.step(int(action[0]))
+    total, first, done = total + float(reward), False, terminated or truncated
+  env.close()
+  return total
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description="Evaluate a checkpoint in-process.")
   parser.add_argument("checkpoint", help="a checkpoint file or a --checkpoint-dir")
@@ -79,6 +105,7 @@ def main(argv=None) -> int:
   parser.add_argument("--seed", type=int, default=12345)
   parser.add_argument("--params", choices=("averaged", "newest"), default="averaged",
                       help="the moving average of the parameters (steadier), or the newest")
+  parser.add_argument("--video", metavar="DIR", help="also record one episode as an MP4 here")
   args = parser.parse_args(argv)
   if args.episodes < 1:
     parser.exit(2, f"evaluate: error: bad --episodes {args.episodes} (must be >= 1)\n")
@@ -91,6 +118,13 @@ def main(argv=None) -> int:
                 episodes=args.episodes,
                 mean=float(returns.mean()), std=float(returns.std()), min=float(returns.min()),
                 max=float(returns.max()))
+  if args.video:
+    try:
+      result["video_return"] = record_episode(config, params, args.policy == "greedy",
+                                              args.seed, args.video)
+    except gym_error.DependencyNotInstalled as e:
+      parser.exit(2, f"evaluate: error: --video: {e}\n")
+    result["video_dir"] = args.video
   print(f"{config.env_id}, {args.episodes} episodes, {args.params} params, {args.policy}: "
         f"return mean {result['mean']:.1f} (std {result['std']:.1f}, "
         f"min {result['min']:.1f}, max {result['max']:.1f})")

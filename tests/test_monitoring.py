@@ -130,6 +130,16 @@ def test_evaluation_of_the_trained_checkpoint_reaches_475_and_a_fresh_one_does_n
   assert untrained["mean"] < 100 and untrained["min"] <= untrained["mean"] <= untrained["max"]
 
 
+def test_evaluation_records_a_video_when_asked(run, tmp_path, capsys):
+  pytest.importorskip("moviepy")  # requirements-dev.txt has it; users install it to record
+  video = tmp_path / "video"
+  assert evaluate.main([str(run["dir"] / "checkpoints"), "--episodes", "2",
+                        "--video", str(video)]) == 0
+  result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  files = list(video.glob("*.mp4"))
+  assert len(files) == 1 and files[0].stat().st_size > 1000 and result["video_return"] > 0
+
+
 def test_evaluate_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
   with pytest.raises(SystemExit) as e:
     evaluate.main([str(tmp_path)])
