@@ -58,13 +58,13 @@ def make_unroll(config: Config, spec) -> tuple[types.Unroll, types.UnrollInfo]:
   return unroll, info
 
 
-def messages(template: tuple[types.Unroll, types.UnrollInfo]):
+def messages(template: tuple[types.Unroll, types.UnrollInfo], actor_id: str = "sender"):
   """Endless serialized unrolls, each a new one (the learner drops resends): the template
-  with this process's incarnation and the next sequence number, encoded as an actor does."""
+  with a fresh incarnation and the next sequence number, encoded as an actor does."""
   unroll, info = template
-  incarnation = random.SystemRandom().getrandbits(64)
+  info = info._replace(actor_id=actor_id, incarnation=random.SystemRandom().getrandbits(64))
   for sequence in itertools.count():
-    yield codec.encode_unroll(unroll, info._replace(sequence=sequence, incarnation=incarnation))
+    yield codec.encode_unroll(unroll, info._replace(sequence=sequence))
 
 
 def stream_sender(target: str, template, max_bytes: int, stop,
