@@ -273,6 +273,11 @@ class Learner:
   def queue_depth(self) -> int:
     return self._unrolls.qsize()
 
+  def actors_connected(self) -> int:
+    """Actors heard from in the last 10 s; call under `lock`."""
+    now = time.monotonic()
+    return sum(now - seen < 10.0 for seen in self.last_seen.values())
+
   def params_for_actor(self) -> tuple[int, dict]:
     """(version, numpy params) of the newest parameters; fetched from the device once per version."""
     with self.lock:

@@ -9,6 +9,7 @@ accelerator, device memory.
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import jax
@@ -23,7 +24,6 @@ def _threads() -> int:
     with open("/proc/self/status") as f:
       return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))
   except (OSError, AttributeError):
-    import threading
     return threading.active_count()
 
 
@@ -54,7 +54,7 @@ class LearnerCollector:
                       abandoned=s.abandoned,
                       **{f"rejected_{reason}": n for reason, n in s.rejected.items()})
       received, lag, ret, version = s.received, s.policy_lag, s.return_mean_100, learner.version
-      last_seen = dict(learner.last_seen)
+      last_seen, connected = dict(learner.last_seen), learner.actors_connected()
     for name, value in counters.items():
       yield CounterMetricFamily(f"impala_{name}", f"{name.replace('_', ' ').capitalize()} so far.",
                                 value=value)
@@ -70,8 +70,7 @@ class LearnerCollector:
         ("policy_lag", "Updates between acting and learning, last batch.", lag),
         ("queue_depth", "Unrolls waiting for a batch.", learner.queue_depth()),
         ("params_version", "Version of the newest parameters.", version),
-        ("actors_connected", "Actors heard from in the last 10 s.",
-         sum(now - seen < 10.0 for seen in last_seen.values()))):
+        ("actors_connected", "Actors heard from in the last 10 s.", connected)):
       yield GaugeMetricFamily(f"impala_{name}", doc, value=value)
     seen = GaugeMetricFamily("impala_actor_last_seen_timestamp_seconds",
                              "When each actor was last heard from (Unix time).", labels=["actor"])

@@ -41,7 +41,7 @@ def record(learner, seconds: float, since: tuple[float, int, int]) -> dict:
                return_mean_100=s.return_mean_100, episodes_in_mean=len(s.returns),
                length_mean_100=float(np.mean(s.lengths)) if s.lengths else math.nan,
                policy_lag=s.policy_lag, queue_depth=learner.queue_depth(),
-               actors=sum(now - seen < 10.0 for seen in learner.last_seen.values()),
+               actors=learner.actors_connected(),
                learning_rate=learner.config.learning_rate, **s.accounting(),
                unauthenticated=s.unauthenticated)
     metrics = learner.last_metrics

@@ -86,7 +86,7 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
         last_checkpoint = now
       elapsed = now - started
       with learner.lock:
-        frames, updates = learner.stats.frames, learner.stats.updates
+        frames = learner.stats.frames
         returns = learner.stats.returns
         return_mean = learner.stats.return_mean_100  # reported as is: the one the stop used
         reached = len(returns) == returns.maxlen and return_mean >= target
