@@ -5,7 +5,6 @@ the server turns into INVALID_ARGUMENT (tests/test_service.py checks that mappin
 gRPC); nothing else may escape. Derandomized: the same cases on every run."""
 
 import jax
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
