@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-BENCHMARKS = ("end_to_end", "ingest", "weights", "actor_overhead", "learner_pipeline")
+BENCHMARKS = ("end_to_end", "ingest", "weights", "actor_overhead", "learner_pipeline", "learners")
 
 
 def table(results: list[dict]) -> str:

@@ -6,7 +6,6 @@ the same environments and jitted policy, no learner (item 1's baseline).
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,14 +19,8 @@ NUM_ENVS = (32, 64)
 WARMUP, WINDOW = 3.0, 6.0
 
 
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def connected_frames_per_second(num_envs: int) -> float:
-  port = free_port()
+  port = common.free_port()
   learner = subprocess.Popen([sys.executable, "learner_server.py", "--port", str(port),
                               "--num-envs", str(num_envs), "--max-seconds", "120"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import platform
+import socket
 import time
 from importlib import metadata
 
@@ -35,6 +36,12 @@ def machine() -> dict:
               versions={name: metadata.version(name) for name in PACKAGES})
 
 
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
 def comparison(name: str, unit: str, value: float, baseline_name: str, baseline: float) -> dict:
   return dict(name=name, unit=unit, value=value, baseline_name=baseline_name, baseline=baseline,
               ratio=value / baseline)
@@ -45,15 +52,16 @@ def emit(benchmark: str, parameters: dict, comparisons: list[dict], details=None
                         comparisons=comparisons, details=details or {})), flush=True)
 
 
-def seconds_per_call(fn, min_seconds: float = 0.5, warmup: int = 3) -> float:
-  """Mean wall time of `fn()` over at least `min_seconds` (after `warmup` calls)."""
+def seconds_per_call(fn, min_seconds: float = 0.5, warmup: int = 3, calls: int = 1) -> float:
+  """Mean wall time of `fn()` over at least `calls` calls and `min_seconds` (after
+  `warmup` calls). Collective calls must use `min_seconds=0`: all take part in each."""
   for _ in range(warmup):
     fn()
-  calls, start = 0, time.perf_counter()
-  while (elapsed := time.perf_counter() - start) < min_seconds:
+  done, start = 0, time.perf_counter()
+  while done < calls or (time.perf_counter() - start) < min_seconds:
     fn()
-    calls += 1
-  return elapsed / calls
+    done += 1
+  return (time.perf_counter() - start) / done
 
 
 def register_atari_shaped():

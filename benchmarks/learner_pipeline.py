@@ -10,34 +10,39 @@ from __future__ import annotations
 import time
 
 import jax
+import numpy as np
 
 from benchmarks import common, ingest
-from impala import environments, learning
+from impala import distributed, environments, learning
 from impala.config import Config
 
 ACTORS, WARMUP, WINDOW = 2, 3.0, 6.0
 
 
-def sgd_steps_per_second(config: Config, seconds: float) -> float:
+def seconds_per_update(config: Config, updates: int) -> float:
+  """Mean seconds of the jitted `sgd_step` on a batch already on the device(s), over
+  `updates` calls. Over the mesh of all learners when run in each of several learner
+  processes (all run the same count: the updates are collective)."""
   spec = environments.describe(config.env_id, config.env_kwargs)
   network = learning.make_network(config, spec)
   optimizer = learning.make_optimizer(config)
-  sgd_step = learning.make_sgd_step(learning.make_loss(config, network), optimizer)
-  params = network.init(jax.random.PRNGKey(0))
-  state = learning.initial_state(params, optimizer)
-  batch = jax.device_put(learning.dummy_batch(config, spec, network))
-  state = jax.block_until_ready(sgd_step(state, batch))[0]  # compiles
-  steps, start = 0, time.perf_counter()
-  while time.perf_counter() - start < seconds:
-    state, _ = sgd_step(state, batch)
-    steps += 1
+  mesh = distributed.make_mesh()
+  sgd_step = learning.make_sgd_step(learning.make_loss(config, network), optimizer, mesh)
+  params = distributed.local(network.init(jax.random.PRNGKey(0)))
+  state = distributed.replicate(mesh, learning.initial_state(params, optimizer))
+  batch = distributed.shard_batch(mesh, learning.dummy_batch(config, spec, network))
+  control = distributed.per_device(mesh, np.eye(len(learning.CONTROL), dtype=np.float32)[0])
+  state = jax.block_until_ready(sgd_step(state, batch, control))[0]  # compiles
+  start = time.perf_counter()
+  for _ in range(updates):
+    state, _, _ = sgd_step(state, batch, control)
   jax.block_until_ready(state)
-  return steps / (time.perf_counter() - start)
+  return (time.perf_counter() - start) / updates
 
 
 def main():
   config = Config()
-  baseline = sgd_steps_per_second(config, 3.0)
+  baseline = 1.0 / seconds_per_update(config, 1000)
   actors = common.learning_rates(config, ACTORS, WARMUP, WINDOW)
   template = ingest.make_unroll(config, environments.describe(config.env_id))
   unrolls, updates = ingest.grpc_ingest(config, template, train=True)

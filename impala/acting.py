@@ -9,6 +9,7 @@ unroll boundary and picked up at a later boundary once they have arrived.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import random
@@ -206,7 +207,12 @@ class Actor:
     while self._wants_more(stop, max_unrolls):
       client = LearnerClient(self.config)
       try:
-        _, config = client.hello(self.actor_id)
+        setup, config = client.hello(self.actor_id)
+        if setup.learner_address:  # several learners: the first one sends each actor to one
+          client.close()
+          client = LearnerClient(dataclasses.replace(self.config, grpc_host=setup.learner_address))
+          _, config = client.hello(self.actor_id)
+          log.info("assigned to learner %s", setup.learner_address)
         backoff.reset()
         self.prepare(config)
         self._act(client, stop, max_unrolls)
@@ -215,7 +221,7 @@ class Actor:
           raise
         delay = backoff.next()
         self.reconnects += 1
-        log.info("learner %s unavailable (%s); retrying in %.1f s", self.config.grpc_host,
+        log.info("learner %s unavailable (%s); retrying in %.1f s", client.config.grpc_host,
                  e.code().name, delay)
         stop.wait(delay)
       finally:

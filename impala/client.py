@@ -42,10 +42,13 @@ class LearnerClient:
         method + "GetWeights", pb.WeightsRequest.SerializeToString, None)
 
   def hello(self, actor_id: str, protocol_version: int = codec.PROTOCOL_VERSION
-            ) -> tuple[pb.Setup, Config]:
-    """The learner's setup message and this actor's config derived from it."""
+            ) -> tuple[pb.Setup, Config | None]:
+    """The learner's setup message and this actor's config derived from it; None for the
+    config when the learner sends the actor to `setup.learner_address`."""
     setup = self._hello(pb.HelloRequest(actor_id=actor_id, protocol_version=protocol_version),
                         timeout=self.config.rpc_timeout, metadata=self._metadata)
+    if setup.learner_address:
+      return setup, None
     return setup, codec.decode_setup(setup, self.config)
 
   def upload_stream(self) -> UploadStream:

@@ -24,7 +24,9 @@ from impala import types
 from impala.config import Config
 from impala.proto import impala_pb2 as pb
 
-PROTOCOL_VERSION = 3  # 3: unrolls carry an incarnation; 2: tensor bytes in one payload field
+# 4: Setup may send the actor to another learner; 3: unrolls carry an incarnation;
+# 2: tensor bytes in one payload field.
+PROTOCOL_VERSION = 4
 _DTYPES = {np.dtype(d).name: np.dtype(d) for d in (
     bool, np.uint8, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64)}
 ALLOWED_DTYPES = frozenset(_DTYPES)

@@ -80,6 +80,15 @@ class Config:
                              "0 for none")
   max_message_mb: int = _field(64, "largest gRPC message, MiB, on both sides")
 
+  # Several learners (learner only; see README "Several learners").
+  num_learners: int = _field(1, "learner processes that train as one, data-parallel")
+  learner_index: int = _field(0, "this learner's index in [0, --num-learners); learner 0 "
+                              "coordinates, assigns actors and writes checkpoints")
+  coordinator_address: str = _field("", "host:port where learner 0 runs the JAX coordination "
+                                    "service (several learners)")
+  advertise_address: str = _field("", "host:port at which actors reach this learner (several "
+                                  "learners); default: this host's name and --port")
+
   # Security (both ends; see README "Security").
   auth_token: str = _field("", "shared token actors must send; prefer --auth-token-file")
   auth_token_file: str = _field("", "file holding the shared token (a mounted Secret); "
@@ -115,6 +124,15 @@ class Config:
     for name in non_negative:
       if not getattr(self, name) >= 0:
         _bad(name, getattr(self, name), "must be >= 0")
+    if not self.num_learners >= 1:
+      _bad("num_learners", self.num_learners, "must be >= 1")
+    if not 0 <= self.learner_index < self.num_learners:
+      _bad("learner_index", self.learner_index, f"must be in [0, {self.num_learners})")
+    if self.num_learners > 1 and not _is_address(self.coordinator_address):
+      _bad("coordinator_address", self.coordinator_address,
+           "several learners need learner 0's host:port, e.g. learner-0:7000")
+    if self.advertise_address and not _is_address(self.advertise_address):
+      _bad("advertise_address", self.advertise_address, "must be host:port")
     if self.torso not in TORSOS:
       _bad("torso", self.torso, f"allowed: {', '.join(TORSOS)}")
     if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
@@ -136,7 +154,7 @@ class Config:
              f"--{b.replace('_', '-')} go together")
     if self.auth_token and self.auth_token_file:
       _bad("auth_token", "...", "give --auth-token or --auth-token-file, not both")
-    if self.grpc_host.rpartition(":")[0] == "" or not self.grpc_host.rpartition(":")[2].isdigit():
+    if not _is_address(self.grpc_host):
       _bad("grpc_host", self.grpc_host, "must be host:port, e.g. localhost:50051")
     if not isinstance(self.env_kwargs, dict):
       _bad("env_kwargs", self.env_kwargs, "must be a JSON object")
@@ -150,6 +168,11 @@ class Config:
     if self.auth_token_file:
       return read_file(self, "auth_token_file").decode().strip()
     return self.auth_token
+
+
+def _is_address(text: str) -> bool:
+  host, _, port = text.rpartition(":")
+  return bool(host) and port.isdigit()
 
 
 def read_file(config: Config, name: str) -> bytes:

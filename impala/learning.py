@@ -9,6 +9,8 @@ from __future__ import annotations
 import collections
 import ctypes
 import dataclasses
+import hashlib
+import math
 import queue
 import threading
 import time
@@ -16,11 +18,23 @@ import uuid
 from typing import Callable, NamedTuple
 
 import jax
+import jax.flatten_util
+import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
-from impala import checkpoint, environments, losses, networks, types
-from impala.config import Config
+from impala import checkpoint, distributed, environments, losses, networks, types
+from impala.config import Config, ConfigError
+
+# With several learners: seconds a learner waits for a batch of its own before it takes
+# part in an update with an empty share (its peers wait for it meanwhile).
+SYNC_PATIENCE = 1.0
+
+
+class NotReady(RuntimeError):
+  """Learner 0 cannot assign actors yet: the other learners are still starting."""
 
 
 class InvalidUnroll(ValueError):
@@ -69,20 +83,50 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
       optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=config.rmsprop_eps))
 
 
+# What each learner adds to every update, one row of numbers: whether it brought a batch
+# ("weight" 1, else 0), the sum and count of its last 100 episode returns, and its stop
+# votes. The update returns the sum over learners, so every learner takes the same
+# decisions (versions, frames, stopping) after the same update.
+CONTROL = ("weight", "return_sum", "return_count", "terminate", "out_of_time")
+
+
 def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
-                  average_decay: float = 0.99) -> Callable:
-  """`sgd_step(state, batch) -> (state, metrics)`, jitted."""
+                  mesh: Mesh, average_decay: float = 0.99) -> Callable:
+  """`sgd_step(state, batch, control) -> (state, metrics, totals)`, jitted over `mesh`.
 
-  @jax.jit
-  def sgd_step(state: TrainingState, batch: types.Unroll):
+  Each device takes the gradient of the loss on its part of the batch; the gradients
+  of the devices whose learner brought a batch are averaged across the mesh (the
+  all-reduce), and every device applies that same update to its replica of the state.
+  `control` holds each device's CONTROL row; `totals` is their sum over learners. When
+  no learner brought a batch the state is left as it is.
+  """
+  devices_per_learner = len(mesh.local_devices)
+
+  def step(state: TrainingState, batch: types.Unroll, control: jax.Array):
+    weight = control[0, 0]
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics.update(grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params))
-    average = optax.incremental_update(params, state.average_params, 1.0 - average_decay)
-    return TrainingState(params, opt_state, average), metrics
+    # One all-reduce of everything, as one vector: each is a round trip between learners.
+    contribution = jax.tree.map(lambda x: jnp.where(weight > 0, x, 0.0), (grads, metrics))
+    flat, unflatten = jax.flatten_util.ravel_pytree((contribution, control[0]))
+    (grads, metrics), totals = unflatten(jax.lax.psum(flat, distributed.AXIS))
+    shares = totals[0]  # devices that took a gradient: each of the mean over its part
+    grads, metrics = jax.tree.map(lambda x: x / jnp.maximum(shares, 1.0), (grads, metrics))
 
-  return sgd_step
+    def apply(state: TrainingState) -> TrainingState:
+      updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+      params = optax.apply_updates(state.params, updates)
+      average = optax.incremental_update(params, state.average_params, 1.0 - average_decay)
+      return TrainingState(params, opt_state, average)
+
+    state = jax.lax.cond(shares > 0, apply, lambda state: state, state)
+    metrics.update(grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(state.params))
+    return state, metrics, totals / devices_per_learner
+
+  # check_vma=False: rlax's V-trace scan does not mark its carry as varying across the
+  # mesh; the outputs are replicated all the same (psums, and updates computed from them).
+  return jax.jit(jax.shard_map(
+      step, mesh=mesh, in_specs=(P(), distributed.BATCH_SPEC, P(distributed.AXIS)),
+      out_specs=(P(), P(), P()), check_vma=False))
 
 
 def make_network(config: Config, spec: environments.EnvSpec) -> networks.Network:
@@ -170,15 +214,24 @@ class Learner:
   """Consumes unrolls from actors, updates parameters, hands out versioned params."""
 
   def __init__(self, config: Config):
+    """With several learners, call `distributed.initialize` first; all learners then
+    construct theirs together (learner 0's state, restored or new, is everyone's)."""
     keep_freed_memory()
     self.config = config
+    self.index, self.num_learners = config.learner_index, config.num_learners
+    if jax.process_count() != self.num_learners:
+      raise ConfigError(f"bad value for --num-learners: {self.num_learners} (the JAX job has "
+                        f"{jax.process_count()} processes)")
+    if (config.num_envs * config.batch_size) % jax.local_device_count():
+      raise ConfigError(f"bad value for --batch-size: {config.batch_size} (num_envs * batch_size "
+                        f"must be a multiple of the {jax.local_device_count()} devices)")
     self.spec = environments.describe(config.env_id, config.env_kwargs)
     self.run_id = uuid.uuid4().hex[:12]
     self.network = make_network(config, self.spec)
+    self.mesh = distributed.make_mesh()
     optimizer = make_optimizer(config)
-    params = self.network.init(jax.random.PRNGKey(config.seed))
-    self._state = initial_state(params, optimizer)
-    self._sgd_step = make_sgd_step(make_loss(config, self.network), optimizer,
+    state = initial_state(self.network.init(jax.random.PRNGKey(config.seed)), optimizer)
+    self._sgd_step = make_sgd_step(make_loss(config, self.network), optimizer, self.mesh,
                                    config.average_decay)
 
     self.lock = threading.Lock()
@@ -186,8 +239,15 @@ class Learner:
     self.version = 1                 # actors start with version 0: "nothing yet"
     self.restored_from = None        # path of the checkpoint this learner resumed from
     self.last_metrics: dict = {}     # of the newest update: losses, gradient and param norms
-    if config.checkpoint_dir:
-      self._restore(config.checkpoint_dir)
+    self.totals = dict.fromkeys(CONTROL, 0.0)  # CONTROL summed over learners, newest update
+    self.addresses = [""] if self.num_learners == 1 else []  # for actors: connect_learners
+    if config.checkpoint_dir and self.index == 0:
+      state = self._restore(config.checkpoint_dir, state)
+    counters = np.array([self.stats.updates, self.stats.frames, self.version], np.int64)
+    state, counters = distributed.from_learner_0((jax.device_get(state), counters.view(np.uint8)))
+    self.stats.updates, self.stats.frames, self.version = counters.view(np.int64).tolist()
+    self._state = distributed.replicate(self.mesh, state)
+    self._routes: dict[str, int] = {}  # learner 0: actor id -> the learner it was assigned
     self._senders: dict[tuple[str, int], _Sender] = {}
     self._host_params = (0, None)    # (version, numpy params), fetched on demand
     self._actors: dict[str, int] = {}
@@ -200,13 +260,31 @@ class Learner:
 
   # --- The actors' side -------------------------------------------------------------
 
-  def hello(self, actor_id: str) -> tuple[int, int]:
-    """Registers an actor; returns its (stable) index and the seed of its environments."""
+  def connect_learners(self, address: str):
+    """Learns at which address actors reach each learner, `address` being this one's
+    (several learners: all call it once, at the same point of their start)."""
+    self.addresses = distributed.gather_text(address)
+
+  def hello(self, actor_id: str) -> tuple[int, int, str]:
+    """Registers an actor; returns its (stable) index, the seed of its environments and
+    the address of the learner it is to use instead of this one ("" for none).
+
+    Actors are given learner 0's address; with several learners it assigns them to the
+    learners in turn, and an actor that comes back keeps its learner. Indices are unique
+    across learners (learner i gives i, i + K, i + 2K, ...).
+    """
+    k = self.num_learners
+    if len(self.addresses) < k:
+      raise NotReady(f"learner {self.index} is waiting for the other learners to start")
     with self.lock:
-      index = self._actors.setdefault(actor_id, len(self._actors))
+      learner = self._routes.setdefault(actor_id, len(self._routes) % k) if (
+          self.index == 0) else self.index
+      if learner != self.index:
+        return -1, 0, self.addresses[learner]
+      index = self._actors.setdefault(actor_id, len(self._actors)) * k + self.index
       self.last_seen[actor_id] = time.monotonic()
     seed = int(np.random.SeedSequence([self.config.seed, index]).generate_state(1)[0])
-    return index, seed
+    return index, seed, ""
 
   def count_unauthenticated(self):
     with self.lock:
@@ -284,7 +362,7 @@ class Learner:
       version, params, cached = self.version, self._state.params, self._host_params
     if cached[0] == version:
       return cached
-    fetched = (version, jax.device_get(params))  # waits for the update in flight: not under the lock
+    fetched = (version, distributed.local(params))  # waits for the update in flight: not under the lock
     with self.lock:
       if self._host_params[0] < version:
         self._host_params = fetched
@@ -323,13 +401,14 @@ class Learner:
 
   # --- Checkpoints ------------------------------------------------------------------
 
-  def _restore(self, directory: str):
-    restored = checkpoint.restore_latest(directory, self._state)
-    if restored is not None:
-      self.restored_from, state, record = restored
-      self._state = jax.device_put(state)
-      self.stats.updates, self.stats.frames = record["updates"], record["frames"]
-      self.version = record["version"]
+  def _restore(self, directory: str, state: TrainingState) -> TrainingState:
+    restored = checkpoint.restore_latest(directory, state)
+    if restored is None:
+      return state
+    self.restored_from, state, record = restored
+    self.stats.updates, self.stats.frames = record["updates"], record["frames"]
+    self.version = record["version"]
+    return state
 
   def save_checkpoint(self) -> str:
     """Writes params, optimizer state, counters and version (one consistent snapshot).
@@ -341,8 +420,21 @@ class Learner:
       record = dict(updates=self.stats.updates, frames=self.stats.frames, version=self.version,
                     seed=self.config.seed, run_id=self.run_id,
                     config={k: getattr(self.config, k) for k in RUN_SETTINGS})
-    return checkpoint.save(self.config.checkpoint_dir, state, record,
+    return checkpoint.save(self.config.checkpoint_dir, distributed.local(state), record,
                            self.config.keep_checkpoints)
+
+  def params_digest(self) -> str:
+    """SHA-256 of the parameters' bytes: equal on learners that hold equal parameters."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(distributed.local(self._state.params)):
+      digest.update(leaf.tobytes())
+    return digest.hexdigest()
+
+  def return_mean(self) -> tuple[float, int]:
+    """Mean of the last 100 episode returns of every learner, and how many there are
+    (at most 100 per learner), as of the newest update: the same on all learners."""
+    total, count = self.totals["return_sum"], int(self.totals["return_count"])
+    return (total / count if count else math.nan), count
 
   # --- Training ---------------------------------------------------------------------
 
@@ -357,7 +449,7 @@ class Learner:
       if len(pending) == self.config.batch_size:
         unrolls, infos = zip(*pending)
         pending = []
-        batch = jax.device_put(stack(list(unrolls)))
+        batch = distributed.shard_batch(self.mesh, stack(list(unrolls)))
         while not self._stop.is_set():
           try:
             self._batches.put((batch, infos), timeout=0.1)
@@ -366,26 +458,54 @@ class Learner:
             continue
 
   def compile(self):
-    """Compiles `sgd_step` ahead of the first batch (run it while actors start)."""
-    batch = jax.device_put(dummy_batch(self.config, self.spec, self.network))
-    jax.block_until_ready(self._sgd_step(self._state, batch))
+    """Compiles `sgd_step` ahead of the first batch (run it while actors start); with
+    several learners, all compile together."""
+    self._empty = distributed.shard_batch(
+        self.mesh, dummy_batch(self.config, self.spec, self.network))
+    control = distributed.per_device(self.mesh, np.zeros(len(CONTROL), np.float32))
+    jax.block_until_ready(self._sgd_step(self._state, self._empty, control))
 
-  def step(self, timeout: float = 0.1) -> bool:
-    """Runs one update if a batch is ready within `timeout`; returns whether it did."""
+  def step(self, timeout: float = 0.1, terminate: bool = False, out_of_time: bool = False
+           ) -> bool:
+    """Runs one update; returns whether it did. `terminate` and `out_of_time` are this
+    learner's votes to stop; `totals` then holds what all learners brought.
+
+    Alone, a learner updates when a batch is ready within `timeout` s. Several learners
+    update together: each takes part in every update, with an empty share when it got
+    no batch within SYNC_PATIENCE s (or votes to stop), so a learner whose actors are
+    gone neither blocks the others nor misses a vote. An update with no batch at all
+    changes nothing.
+    """
+    alone = self.num_learners == 1
+    votes = terminate or out_of_time
     try:
-      batch, infos = self._batches.get(timeout=timeout)
+      batch, infos = self._batches.get(timeout=timeout if alone else 0.0 if votes else SYNC_PATIENCE)
     except queue.Empty:
-      return False
-    state, metrics = self._sgd_step(self._state, batch)
-    acted = np.array([info.params_version for info in infos])
+      batch, infos = None, ()
     with self.lock:
-      self.last_metrics = metrics  # device arrays: fetched only when someone logs them
-      self.stats.policy_lag = float(np.mean(self.version - acted))
-      self._state = state
-      self.version += 1
-      self.stats.updates += 1
-      self.stats.frames += self.config.unroll_length * batch.actions.shape[1]
-    return True
+      returns = self.stats.returns
+      row = np.array([batch is not None, sum(returns), len(returns), terminate, out_of_time],
+                     np.float32)
+    if alone and batch is None:
+      self.totals = dict(zip(CONTROL, row.tolist()))
+      return False
+    state, metrics, totals = self._sgd_step(self._state, self._empty if batch is None else batch,
+                                            distributed.per_device(self.mesh, row))
+    # Several learners wait here for the update, to agree on what comes next.
+    self.totals = dict(zip(CONTROL, (row if alone else distributed.local(totals)).tolist()))
+    batches = round(self.totals["weight"])
+    c = self.config
+    with self.lock:
+      if infos:
+        acted = np.array([info.params_version for info in infos])
+        self.stats.policy_lag = float(np.mean(self.version - acted))
+      if batches:
+        self.last_metrics = metrics  # device arrays: fetched only when someone logs them
+        self._state = state
+        self.version += 1
+        self.stats.updates += 1
+        self.stats.frames += batches * c.unroll_length * c.num_envs * c.batch_size
+    return batches > 0
 
   def close(self):
     self._stop.set()

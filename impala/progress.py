@@ -10,8 +10,9 @@ import os
 import sys
 import time
 
-import jax
 import numpy as np
+
+from impala import distributed
 
 # record key -> TensorBoard tag
 SCALARS = {
@@ -35,10 +36,11 @@ SCALARS = {
 def record(learner, seconds: float, since: tuple[float, int, int]) -> dict:
   """The learner's figures now; rates over the interval since (time, frames, updates)."""
   now = time.monotonic()
+  return_mean, episodes = learner.return_mean()  # of all learners, when there are several
   with learner.lock:
     s = learner.stats
     out = dict(seconds=round(seconds, 2), frames=s.frames, updates=s.updates,
-               return_mean_100=s.return_mean_100, episodes_in_mean=len(s.returns),
+               return_mean_100=return_mean, episodes_in_mean=episodes,
                length_mean_100=float(np.mean(s.lengths)) if s.lengths else math.nan,
                policy_lag=s.policy_lag, queue_depth=learner.queue_depth(),
                actors=learner.actors_connected(),
@@ -48,7 +50,7 @@ def record(learner, seconds: float, since: tuple[float, int, int]) -> dict:
   interval = max(now - since[0], 1e-9)
   out["frames_per_second"] = (out["frames"] - since[1]) / interval
   out["updates_per_second"] = (out["updates"] - since[2]) / interval
-  out.update({k: float(v) for k, v in jax.device_get(metrics).items()})
+  out.update({k: float(v) for k, v in distributed.local(metrics).items()})
   return out
 
 

@@ -56,7 +56,14 @@ class LearnerService:
                     f"learner speaks protocol {codec.PROTOCOL_VERSION}")
     if not request.actor_id:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must not be empty")
-    index, seed = self.learner.hello(request.actor_id)
+    try:
+      index, seed, elsewhere = self.learner.hello(request.actor_id)
+    except learning.NotReady as e:  # the actor retries
+      context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+    if elsewhere:
+      log.info("actor %s sent to learner %s", request.actor_id, elsewhere)
+      return pb.Setup(protocol_version=codec.PROTOCOL_VERSION, run_id=self.learner.run_id,
+                      learner_address=elsewhere)
     log.info("actor %s connected (index %d)", request.actor_id, index)
     return codec.encode_setup(self.learner.config, self.learner.run_id, index, seed)
 

@@ -7,13 +7,14 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 
 from impala import config as config_lib
-from impala import learning, metrics, progress, server
+from impala import distributed, learning, metrics, progress, server
 
 # Seconds between SIGTERM and SIGKILL for local actors.
 ACTOR_GRACE = 5.0
@@ -53,16 +54,25 @@ def report(learner, elapsed: float, since: tuple, console, run_log) -> tuple:
 
 
 def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
-  """Runs the learner until a stop condition; returns the summary and the exit status."""
+  """Runs the learner until a stop condition; returns the summary and the exit status.
+
+  Several learners stop together, after the same update: on the mean return over all of
+  them, or when any one of them is out of time or terminated.
+  """
+  distributed.initialize(config)
   learner = learning.Learner(config)
-  if learner.restored_from:
-    print(f"resumed from {learner.restored_from}: update {learner.stats.updates:,}, "
-          f"version {learner.version}", file=sys.stderr, flush=True)
+  leader = learner.index == 0  # writes the checkpoints
+  if learner.stats.updates:  # several learners: all resume from learner 0's checkpoint
+    where = f" from {learner.restored_from}" if learner.restored_from else ""
+    print(f"resumed{where}: update {learner.stats.updates:,}, version {learner.version}",
+          file=sys.stderr, flush=True)
   if config.metrics_port:
     metrics_port = metrics.serve(metrics.LearnerCollector(learner), config.metrics_port)
     print(f"metrics on http://localhost:{metrics_port}/metrics", file=sys.stderr, flush=True)
   grpc_server, port, health = server.create_server(learner, config.port)
-  print(f"learner serving on port {port} (run {learner.run_id}); "
+  learner.connect_learners(config.advertise_address or f"{socket.getfqdn()}:{port}")
+  team = f"learner {learner.index} of {learner.num_learners} " if learner.num_learners > 1 else ""
+  print(f"{team}learner serving on port {port} (run {learner.run_id}); "
         f"{config.local_actors} local actors", file=sys.stderr, flush=True)
   children = start_local_actors(config.local_actors, port)
   terminated = threading.Event()  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0
@@ -79,27 +89,26 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
     last_log = (time.monotonic(), learner.stats.frames, learner.stats.updates)
     last_checkpoint = last_log[0]
     while True:
-      learner.step()
+      elapsed = time.monotonic() - started
+      learner.step(terminate=terminated.is_set(),
+                   out_of_time=bool(config.max_seconds and elapsed >= config.max_seconds))
       now = time.monotonic()
-      if config.checkpoint_dir and now - last_checkpoint >= config.checkpoint_every:
+      if leader and config.checkpoint_dir and now - last_checkpoint >= config.checkpoint_every:
         learner.save_checkpoint()
         last_checkpoint = now
-      elapsed = now - started
-      with learner.lock:
-        frames = learner.stats.frames
-        returns = learner.stats.returns
-        return_mean = learner.stats.return_mean_100  # reported as is: the one the stop used
-        reached = len(returns) == returns.maxlen and return_mean >= target
       if now - last_log[0] >= config.log_every:
-        last_log = report(learner, elapsed, last_log, console, run_log)
+        last_log = report(learner, now - started, last_log, console, run_log)
+      # Decided on what all learners agreed on in the update (one learner: its own figures).
+      votes = learner.totals
+      return_mean, episodes = learner.return_mean()  # reported as is: the one the stop used
       missed = 1 if not math.isnan(target) else 0  # a cap came before the target return
-      if reached:
+      if episodes >= 100 * learner.num_learners and return_mean >= target:
         reason, status = "stop_at_return", 0
-      elif terminated.is_set():
+      elif votes["terminate"]:
         reason, status = "terminated", 0
-      elif config.max_frames and frames >= config.max_frames:
+      elif config.max_frames and learner.stats.frames >= config.max_frames:
         reason, status = "max_frames", missed
-      elif config.max_seconds and elapsed >= config.max_seconds:
+      elif votes["out_of_time"]:
         reason, status = "max_seconds", missed
       else:
         continue
@@ -113,7 +122,7 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
     stop_processes(children)
     grpc_server.stop(grace=1.0).wait()
     learner.close()
-    final_checkpoint = learner.save_checkpoint() if config.checkpoint_dir else None
+    final_checkpoint = learner.save_checkpoint() if leader and config.checkpoint_dir else None
     if last_log is not None:  # the figures at the stop: curves end where the run did
       report(learner, time.monotonic() - started, last_log, console, run_log)
     console.close()
@@ -121,11 +130,13 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
       run_log.close()
   s = learner.stats
   elapsed = time.monotonic() - started
-  summary = dict(frames=s.frames, updates=s.updates, seconds=round(elapsed, 2),
+  summary = dict(learner=learner.index, learners=learner.num_learners, frames=s.frames,
+                 updates=s.updates, version=learner.version, seconds=round(elapsed, 2),
                  frames_per_second=round(s.frames / elapsed, 1), episodes=s.episodes,
                  return_mean_100=return_mean, reached_target=reason == "stop_at_return",
                  stop_reason=reason, unrolls=s.accounting(), unrolls_by_actor=dict(s.by_actor),
-                 unauthenticated_calls=s.unauthenticated, checkpoint=final_checkpoint)
+                 unauthenticated_calls=s.unauthenticated, checkpoint=final_checkpoint,
+                 params_sha256=learner.params_digest())
   return summary, status
 
 

@@ -1,9 +1,12 @@
 """Shared fixtures: small configs and a real learner server on a free loopback port."""
 
 import os
+import re
 import shutil
 import socket
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -31,6 +34,35 @@ def free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
+
+
+# --- The real programs as subprocesses ---
+
+def start(script: str, *args: str, **env) -> subprocess.Popen:
+  """A learner (output piped, to be read) or an actor (output dropped: nobody reads it)."""
+  out = subprocess.PIPE if script == "learner_server.py" else subprocess.DEVNULL
+  return subprocess.Popen([sys.executable, script, *args], cwd=ROOT, text=True,
+                          env=dict(os.environ, **env), stdout=out, stderr=out)
+
+
+def read_until(proc: subprocess.Popen, pattern: str, timeout: float = 120.0) -> re.Match:
+  """Reads the process's stderr line by line until `pattern` matches (or fails)."""
+  deadline = time.monotonic() + timeout
+  seen = []
+  for line in proc.stderr:
+    seen.append(line)
+    match = re.search(pattern, line)
+    if match:
+      return match
+    assert time.monotonic() < deadline, f"no {pattern!r} in {timeout} s:\n{''.join(seen[-20:])}"
+  raise AssertionError(f"stderr ended before {pattern!r}:\n{''.join(seen[-20:])}")
+
+
+def stop_all(*procs: subprocess.Popen):
+  for p in procs:
+    if p.poll() is None:
+      p.kill()
+    p.communicate()
 
 
 @pytest.fixture

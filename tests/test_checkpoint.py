@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from impala import checkpoint, learning
+from impala import checkpoint, distributed, learning
 
 
 def state_like():
@@ -52,8 +52,9 @@ def test_learner_resumes_params_optimizer_counters_and_version(tmp_path, small_c
   config = dataclasses.replace(small_config, checkpoint_dir=str(tmp_path))
   first = learning.Learner(config)
   try:
-    batch = learning.dummy_batch(config, first.spec, first.network)
-    first._state, _ = first._sgd_step(first._state, batch)  # one real update
+    batch = distributed.shard_batch(first.mesh, learning.dummy_batch(config, first.spec, first.network))
+    weight_1 = distributed.per_device(first.mesh, np.eye(len(learning.CONTROL), dtype=np.float32)[0])
+    first._state, _, _ = first._sgd_step(first._state, batch, weight_1)  # one real update
     with first.lock:
       first.stats.updates, first.stats.frames, first.version = 7, 700, 8
     first.save_checkpoint()

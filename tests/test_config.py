@@ -32,6 +32,12 @@ def test_flags_override_environment_which_overrides_defaults():
     (["--env-kwargs", "[1]"], "bad value for --env-kwargs: '[1]' (expected a JSON object)"),
     (["--grpc-host", "nohost"], "bad value for --grpc-host: 'nohost' (must be host:port"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--num-learners", "2", "--learner-index", "2", "--coordinator-address", "h:7000"],
+     "bad value for --learner-index: 2 (must be in [0, 2))"),
+    (["--num-learners", "2"], "bad value for --coordinator-address: '' (several learners need "
+     "learner 0's host:port"),
+    (["--advertise-address", "learner-1"], "bad value for --advertise-address: 'learner-1' "
+     "(must be host:port)"),
 ])
 def test_bad_values_name_the_flag_and_what_is_allowed(argv, message):
   with pytest.raises(ConfigError) as e:

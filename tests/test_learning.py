@@ -1,9 +1,17 @@
-"""The learner's batching: unrolls stacked along the batch axis, ready for a zero-copy device_put."""
+"""The learner's batching (unrolls stacked along the batch axis, ready for a zero-copy
+device_put) and its update over the mesh of learners (here: one)."""
+
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
+import optax
 
-from impala import learning
+from conftest import ROOT
+from impala import distributed, environments, learning
+from impala.config import Config
 from test_codec import make_unroll
 
 
@@ -25,3 +33,73 @@ def test_aligned_batches_reach_the_cpu_device_without_a_copy():
   if jax.default_backend() == "cpu":
     assert on_device.unsafe_buffer_pointer() == batch.observations.ctypes.data
   np.testing.assert_array_equal(on_device, batch.observations)
+
+
+def test_sgd_step_over_the_mesh_is_the_plain_update_and_none_without_a_batch():
+  config = Config(num_envs=4, unroll_length=5)
+  spec = environments.describe(config.env_id)
+  network = learning.make_network(config, spec)
+  loss, optimizer = learning.make_loss(config, network), learning.make_optimizer(config)
+  mesh = distributed.make_mesh()
+  sgd_step = learning.make_sgd_step(loss, optimizer, mesh, average_decay=0.9)
+  params = jax.device_get(network.init(jax.random.PRNGKey(0)))
+  state = learning.initial_state(params, optimizer)
+  unroll, _ = make_unroll(t=5, n=8)  # CartPole-shaped
+
+  grads, metrics = jax.grad(loss, has_aux=True)(params, unroll)
+  updates, _ = optimizer.update(grads, state.opt_state, params)
+  expected = optax.apply_updates(params, updates)
+
+  def run(weight: float):
+    control = np.array([weight, 12.0, 3.0, 0.0, 1.0], np.float32)
+    return sgd_step(distributed.replicate(mesh, state), distributed.shard_batch(mesh, unroll),
+                    distributed.per_device(mesh, control))
+
+  new, got_metrics, totals = run(1.0)
+  for x, y in zip(jax.tree.leaves(distributed.local(new.params)), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(float(distributed.local(got_metrics)["loss"]), float(metrics["loss"]),
+                             rtol=1e-6)
+  np.testing.assert_array_equal(distributed.local(totals), [1.0, 12.0, 3.0, 0.0, 1.0])
+  unchanged, _, totals = run(0.0)  # no learner brought a batch: the state stays as it was
+  for x, y in zip(jax.tree.leaves(distributed.local(unchanged)), jax.tree.leaves(state)):
+    np.testing.assert_array_equal(x, y)
+  assert distributed.local(totals)[0] == 0.0
+
+
+TWO_DEVICES = """
+import jax, numpy as np
+from jax.sharding import Mesh
+from impala import distributed, environments, learning
+from impala.config import Config
+from test_codec import make_unroll
+config = Config(num_envs=4, unroll_length=5)
+spec = environments.describe(config.env_id)
+network = learning.make_network(config, spec)
+loss, optimizer = learning.make_loss(config, network), learning.make_optimizer(config)
+state = learning.initial_state(jax.device_get(network.init(jax.random.PRNGKey(0))), optimizer)
+unroll, _ = make_unroll(t=5, n=8)
+results = []
+for mesh in (Mesh(np.array(jax.devices()[:1]), (distributed.AXIS,)), distributed.make_mesh()):
+  sgd_step = learning.make_sgd_step(loss, optimizer, mesh)
+  control = distributed.per_device(mesh, np.array([1, 5, 1, 0, 0], np.float32))
+  new, _, totals = sgd_step(distributed.replicate(mesh, state),
+                            distributed.shard_batch(mesh, unroll), control)
+  results.append((distributed.local(new.params), distributed.local(totals)))
+(one, totals_one), (two, totals_two) = results
+print(len(jax.devices()), max(float(np.abs(a - b).max()) for a, b in
+                              zip(jax.tree.leaves(one), jax.tree.leaves(two))))
+print(totals_one.tolist(), totals_two.tolist())
+"""
+
+
+def test_a_learner_on_two_devices_splits_its_batch_and_makes_the_same_update():
+  # As on a machine with several GPUs; XLA makes two CPU devices (in a fresh process).
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
+  done = subprocess.run([sys.executable, "-c", TWO_DEVICES], env=env, capture_output=True,
+                        text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  devices, difference = done.stdout.splitlines()[0].split()
+  assert devices == "2" and float(difference) < 1e-6, done.stdout
+  assert done.stdout.splitlines()[1] == "[1.0, 5.0, 1.0, 0.0, 0.0] [1.0, 5.0, 1.0, 0.0, 0.0]"

@@ -1,6 +1,6 @@
-"""Static checks of the Dockerfiles and the Kubernetes manifest: the linters the issue
-names (kubernetes-validate strict, checkov, hadolint), the local kustomize overlay, and
-the properties of impala.yml that the linters do not know about."""
+"""Static checks of the Dockerfiles, the Kubernetes manifest and its kustomize overlays:
+the linters (kubernetes-validate strict, checkov, hadolint), and the properties of
+impala.yml and the overlays that the linters do not know about."""
 
 import os
 import re
@@ -24,10 +24,23 @@ def manifest() -> list[dict]:
     return list(yaml.safe_load_all(f))
 
 
-def rendered_overlay() -> str:
-  result = run(require_tool("kubectl"), "kustomize", ".")
+# kustomization folder -> what it is; the ones under deploy/ read ../../impala.yml, which
+# kustomize allows only with --load-restrictor LoadRestrictionsNone.
+OVERLAYS = {".": "local images", "deploy/learners": "several learners",
+            "deploy/gke": "Google Kubernetes Engine"}
+
+
+def rendered_overlay(folder: str = ".") -> str:
+  result = run(require_tool("kubectl"), "kustomize", "--load-restrictor",
+               "LoadRestrictionsNone", folder)
   assert result.returncode == 0, result.stderr
   return result.stdout
+
+
+def rendered(folder: str) -> dict[tuple[str, str], dict]:
+  """(kind, name) -> document of the rendered overlay."""
+  return {(d["kind"], d["metadata"]["name"]): d
+          for d in yaml.safe_load_all(rendered_overlay(folder))}
 
 
 def pod_specs(docs: list[dict]) -> dict[str, dict]:
@@ -35,18 +48,31 @@ def pod_specs(docs: list[dict]) -> dict[str, dict]:
           for d in docs if d["kind"] in ("Deployment", "StatefulSet")}
 
 
-def test_kubernetes_validate_strict_on_manifest_and_overlay(tmp_path):
-  overlay = tmp_path / "overlay.yml"
-  overlay.write_text(rendered_overlay())
+@pytest.fixture(scope="module")
+def overlay_files(tmp_path_factory) -> list[str]:
+  """Every overlay, rendered into a file (the linters read files)."""
+  folder = tmp_path_factory.mktemp("overlays")
+  files = []
+  for overlay in OVERLAYS:
+    path = folder / (overlay.replace("/", "-").strip(".") or "local")
+    path = path.with_suffix(".yml")
+    path.write_text(rendered_overlay(overlay))
+    files.append(str(path))
+  return files
+
+
+def test_kubernetes_validate_strict_on_manifest_and_overlays(overlay_files):
   result = run(require_tool("kubernetes-validate"), "--strict", "-k", KUBERNETES_VERSION,
-               "impala.yml", str(overlay))
+               "impala.yml", *overlay_files)
   assert result.returncode == 0, result.stdout + result.stderr
-  assert result.stdout.count("passed") == 2 * len(manifest())
+  documents = sum(len(list(yaml.safe_load_all(open(f)))) for f in overlay_files)
+  assert result.stdout.count("passed") == len(manifest()) + documents
 
 
-def test_checkov_reports_no_failed_check():
+def test_checkov_reports_no_failed_check(overlay_files):
+  files = ["impala.yml", *overlay_files, *DOCKERFILES]
   result = run(require_tool("checkov"), "--compact", "--quiet", "--skip-download",
-               "-f", "impala.yml", *[arg for f in DOCKERFILES for arg in ("-f", f)])
+               *[arg for f in files for arg in ("-f", f)])
   assert result.returncode == 0, result.stdout + result.stderr
   assert "Failed checks: 0" in result.stdout and "Passed checks" in result.stdout
 
@@ -135,3 +161,50 @@ def test_both_pods_expose_metrics_where_their_scrape_annotations_say():
     assert annotations["prometheus.io/scrape"] == "true"
     assert int(annotations["prometheus.io/port"]) == ports["metrics"]
     assert int(env.get("IMPALA_METRICS_PORT", settings["IMPALA_METRICS_PORT"])) == ports["metrics"]
+
+
+def test_learners_overlay_is_a_statefulset_of_k_learners_that_find_learner_0():
+  docs = rendered("deploy/learners")
+  assert ("Deployment", "impala-learner") not in docs
+  assert ("PersistentVolumeClaim", "impala-checkpoints") not in docs
+  learners = docs[("StatefulSet", "impala-learner")]["spec"]
+  settings = docs[("ConfigMap", "impala-config")]["data"]
+  assert learners["replicas"] == int(settings["IMPALA_NUM_LEARNERS"]) == 2
+  assert learners["podManagementPolicy"] == "Parallel"  # the JAX job waits for all K
+  headless = docs[("Service", learners["serviceName"])]["spec"]
+  assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+  # The coordinator is learner 0's stable name, on the port its container declares.
+  container = learners["template"]["spec"]["containers"][0]
+  ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+  assert settings["IMPALA_COORDINATOR_ADDRESS"] == (
+      f"impala-learner-0.{learners['serviceName']}:{ports['coordinator']}")
+  env = {e["name"]: e for e in container["env"]}
+  assert env["IMPALA_LEARNER_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+      "metadata.labels['apps.kubernetes.io/pod-index']")
+  assert env["IMPALA_ADVERTISE_ADDRESS"]["value"] == (
+      f"$(POD_NAME).{learners['serviceName']}:{ports['grpc']}")
+  assert [v["metadata"]["name"] for v in learners["volumeClaimTemplates"]] == ["checkpoints"]
+  # Actors, unchanged, are given learner 0 alone (which assigns them to the learners).
+  assert docs[("Service", "impala-learner")]["spec"]["selector"][
+      "statefulset.kubernetes.io/pod-name"] == "impala-learner-0"
+  assert docs[("Deployment", "impala-actors")] == next(
+      d for d in manifest() if d["metadata"]["name"] == "impala-actors")
+  policy = docs[("NetworkPolicy", "impala-learner")]["spec"]["ingress"]
+  assert {"from": [{"podSelector": {"matchLabels": learners["selector"]["matchLabels"]}}]} in policy
+
+
+def test_gke_overlay_puts_learners_on_gpus_and_actors_on_spot_vms():
+  docs = rendered("deploy/gke")
+  learner = docs[("StatefulSet", "impala-learner")]["spec"]
+  pod = learner["template"]["spec"]
+  assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+  assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+  container = pod["containers"][0]
+  assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+  assert container["image"].endswith(":0.1.0-cuda12")
+  assert learner["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "standard-rwo"
+  actors = docs[("Deployment", "impala-actors")]["spec"]["template"]["spec"]
+  assert actors["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
+  assert actors["terminationGracePeriodSeconds"] <= 30  # Spot VMs give 30 s notice
+  text = open(os.path.join(ROOT, "Dockerfile.learner")).read()
+  assert 'ARG JAX_EXTRA=""' in text and '${JAX_EXTRA:+"jax[${JAX_EXTRA}]"}' in text

@@ -10,35 +10,8 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, read_until, start, stop_all
 from impala import checkpoint
-
-
-def start(script: str, *args: str, **env) -> subprocess.Popen:
-  """A learner (output piped, to be read) or an actor (output dropped: nobody reads it)."""
-  out = subprocess.PIPE if script == "learner_server.py" else subprocess.DEVNULL
-  return subprocess.Popen([sys.executable, script, *args], cwd=ROOT, text=True,
-                          env=dict(os.environ, **env), stdout=out, stderr=out)
-
-
-def read_until(proc: subprocess.Popen, pattern: str, timeout: float = 120.0) -> re.Match:
-  """Reads the process's stderr line by line until `pattern` matches (or fails)."""
-  deadline = time.monotonic() + timeout
-  seen = []
-  for line in proc.stderr:
-    seen.append(line)
-    match = re.search(pattern, line)
-    if match:
-      return match
-    assert time.monotonic() < deadline, f"no {pattern!r} in {timeout} s:\n{''.join(seen[-20:])}"
-  raise AssertionError(f"stderr ended before {pattern!r}:\n{''.join(seen[-20:])}")
-
-
-def stop_all(*procs: subprocess.Popen):
-  for p in procs:
-    if p.poll() is None:
-      p.kill()
-    p.communicate()
 
 
 def test_actors_killed_mid_stream_do_not_disturb_the_learner_or_other_actors():

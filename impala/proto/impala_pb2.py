@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19impala/proto/impala.proto\x12\timpala.v1\"<\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x04J\x04\x08\x03\x10\x04\":\n\x0cHelloRequest\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\"E\n\x0bNetworkSpec\x12\r\n\x05torso\x18\x01 \x01(\t\x12\x14\n\x0chidden_sizes\x18\x02 \x03(\x05\x12\x11\n\tlstm_size\x18\x03 \x01(\r\"\xcf\x01\n\x05Setup\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tor_index\x18\x03 \x01(\r\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\x0e\n\x06\x65nv_id\x18\x05 \x01(\t\x12\x17\n\x0f\x65nv_kwargs_json\x18\x06 \x01(\t\x12\x10\n\x08num_envs\x18\x07 \x01(\r\x12\x15\n\runroll_length\x18\x08 \x01(\r\x12\'\n\x07network\x18\t \x01(\x0b\x32\x16.impala.v1.NetworkSpec\"\xd4\x03\n\x06Unroll\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x16\n\x0eparams_version\x18\x03 \x01(\x04\x12\'\n\x0cobservations\x18\x04 \x01(\x0b\x32\x11.impala.v1.Tensor\x12%\n\nterminated\x18\x05 \x01(\x0b\x32\x11.impala.v1.Tensor\x12$\n\ttruncated\x18\x06 \x01(\x0b\x32\x11.impala.v1.Tensor\x12\"\n\x07\x61\x63tions\x18\x07 \x01(\x0b\x32\x11.impala.v1.Tensor\x12\"\n\x07rewards\x18\x08 \x01(\x0b\x32\x11.impala.v1.Tensor\x12+\n\x10\x62\x65haviour_logits\x18\t \x01(\x0b\x32\x11.impala.v1.Tensor\x12%\n\ncore_state\x18\n \x03(\x0b\x32\x11.impala.v1.Tensor\x12*\n\x0f\x65pisode_returns\x18\x0b \x01(\x0b\x32\x11.impala.v1.Tensor\x12*\n\x0f\x65pisode_lengths\x18\x0c \x01(\x0b\x32\x11.impala.v1.Tensor\x12\x13\n\x0bincarnation\x18\r \x01(\x04\x12\x0f\n\x07payload\x18\x0f \x01(\x0c\"&\n\x0bUploadReply\x12\x17\n\x0flearner_version\x18\x01 \x01(\x04\"8\n\x0eWeightsRequest\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x14\n\x0chave_version\x18\x02 \x01(\x04\"7\n\x05Param\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.impala.v1.Tensor\"c\n\x07Weights\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x14\n\x0cnot_modified\x18\x02 \x01(\x08\x12 \n\x06params\x18\x03 \x03(\x0b\x32\x10.impala.v1.Param\x12\x0f\n\x07payload\x18\x0f \x01(\x0c\x32\xb3\x01\n\x07Learner\x12\x32\n\x05Hello\x12\x17.impala.v1.HelloRequest\x1a\x10.impala.v1.Setup\x12\x37\n\x06Upload\x12\x11.impala.v1.Unroll\x1a\x16.impala.v1.UploadReply(\x01\x30\x01\x12;\n\nGetWeights\x12\x19.impala.v1.WeightsRequest\x1a\x12.impala.v1.Weightsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19impala/proto/impala.proto\x12\timpala.v1\"<\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x04J\x04\x08\x03\x10\x04\":\n\x0cHelloRequest\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\"E\n\x0bNetworkSpec\x12\r\n\x05torso\x18\x01 \x01(\t\x12\x14\n\x0chidden_sizes\x18\x02 \x03(\x05\x12\x11\n\tlstm_size\x18\x03 \x01(\r\"\xe8\x01\n\x05Setup\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tor_index\x18\x03 \x01(\r\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\x0e\n\x06\x65nv_id\x18\x05 \x01(\t\x12\x17\n\x0f\x65nv_kwargs_json\x18\x06 \x01(\t\x12\x10\n\x08num_envs\x18\x07 \x01(\r\x12\x15\n\runroll_length\x18\x08 \x01(\r\x12\'\n\x07network\x18\t \x01(\x0b\x32\x16.impala.v1.NetworkSpec\x12\x17\n\x0flearner_address\x18\n \x01(\t\"\xd4\x03\n\x06Unroll\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x16\n\x0eparams_version\x18\x03 \x01(\x04\x12\'\n\x0cobservations\x18\x04 \x01(\x0b\x32\x11.impala.v1.Tensor\x12%\n\nterminated\x18\x05 \x01(\x0b\x32\x11.impala.v1.Tensor\x12$\n\ttruncated\x18\x06 \x01(\x0b\x32\x11.impala.v1.Tensor\x12\"\n\x07\x61\x63tions\x18\x07 \x01(\x0b\x32\x11.impala.v1.Tensor\x12\"\n\x07rewards\x18\x08 \x01(\x0b\x32\x11.impala.v1.Tensor\x12+\n\x10\x62\x65haviour_logits\x18\t \x01(\x0b\x32\x11.impala.v1.Tensor\x12%\n\ncore_state\x18\n \x03(\x0b\x32\x11.impala.v1.Tensor\x12*\n\x0f\x65pisode_returns\x18\x0b \x01(\x0b\x32\x11.impala.v1.Tensor\x12*\n\x0f\x65pisode_lengths\x18\x0c \x01(\x0b\x32\x11.impala.v1.Tensor\x12\x13\n\x0bincarnation\x18\r \x01(\x04\x12\x0f\n\x07payload\x18\x0f \x01(\x0c\"&\n\x0bUploadReply\x12\x17\n\x0flearner_version\x18\x01 \x01(\x04\"8\n\x0eWeightsRequest\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\t\x12\x14\n\x0chave_version\x18\x02 \x01(\x04\"7\n\x05Param\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.impala.v1.Tensor\"c\n\x07Weights\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x14\n\x0cnot_modified\x18\x02 \x01(\x08\x12 \n\x06params\x18\x03 \x03(\x0b\x32\x10.impala.v1.Param\x12\x0f\n\x07payload\x18\x0f \x01(\x0c\x32\xb3\x01\n\x07Learner\x12\x32\n\x05Hello\x12\x17.impala.v1.HelloRequest\x1a\x10.impala.v1.Setup\x12\x37\n\x06Upload\x12\x11.impala.v1.Unroll\x1a\x16.impala.v1.UploadReply(\x01\x30\x01\x12;\n\nGetWeights\x12\x19.impala.v1.WeightsRequest\x1a\x12.impala.v1.Weightsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,17 +38,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NETWORKSPEC']._serialized_start=162
   _globals['_NETWORKSPEC']._serialized_end=231
   _globals['_SETUP']._serialized_start=234
-  _globals['_SETUP']._serialized_end=441
-  _globals['_UNROLL']._serialized_start=444
-  _globals['_UNROLL']._serialized_end=912
-  _globals['_UPLOADREPLY']._serialized_start=914
-  _globals['_UPLOADREPLY']._serialized_end=952
-  _globals['_WEIGHTSREQUEST']._serialized_start=954
-  _globals['_WEIGHTSREQUEST']._serialized_end=1010
-  _globals['_PARAM']._serialized_start=1012
-  _globals['_PARAM']._serialized_end=1067
-  _globals['_WEIGHTS']._serialized_start=1069
-  _globals['_WEIGHTS']._serialized_end=1168
-  _globals['_LEARNER']._serialized_start=1171
-  _globals['_LEARNER']._serialized_end=1350
+  _globals['_SETUP']._serialized_end=466
+  _globals['_UNROLL']._serialized_start=469
+  _globals['_UNROLL']._serialized_end=937
+  _globals['_UPLOADREPLY']._serialized_start=939
+  _globals['_UPLOADREPLY']._serialized_end=977
+  _globals['_WEIGHTSREQUEST']._serialized_start=979
+  _globals['_WEIGHTSREQUEST']._serialized_end=1035
+  _globals['_PARAM']._serialized_start=1037
+  _globals['_PARAM']._serialized_end=1092
+  _globals['_WEIGHTS']._serialized_start=1094
+  _globals['_WEIGHTS']._serialized_end=1193
+  _globals['_LEARNER']._serialized_start=1196
+  _globals['_LEARNER']._serialized_end=1375
 # @@protoc_insertion_point(module_scope)

@@ -35,7 +35,7 @@ class NetworkSpec(_message.Message):
     def __init__(self, torso: _Optional[str] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., lstm_size: _Optional[int] = ...) -> None: ...
 
 class Setup(_message.Message):
-    __slots__ = ("protocol_version", "run_id", "actor_index", "seed", "env_id", "env_kwargs_json", "num_envs", "unroll_length", "network")
+    __slots__ = ("protocol_version", "run_id", "actor_index", "seed", "env_id", "env_kwargs_json", "num_envs", "unroll_length", "network", "learner_address")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ACTOR_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class Setup(_message.Message):
     NUM_ENVS_FIELD_NUMBER: _ClassVar[int]
     UNROLL_LENGTH_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
+    LEARNER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     run_id: str
     actor_index: int
@@ -54,7 +55,8 @@ class Setup(_message.Message):
     num_envs: int
     unroll_length: int
     network: NetworkSpec
-    def __init__(self, protocol_version: _Optional[int] = ..., run_id: _Optional[str] = ..., actor_index: _Optional[int] = ..., seed: _Optional[int] = ..., env_id: _Optional[str] = ..., env_kwargs_json: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ...) -> None: ...
+    learner_address: str
+    def __init__(self, protocol_version: _Optional[int] = ..., run_id: _Optional[str] = ..., actor_index: _Optional[int] = ..., seed: _Optional[int] = ..., env_id: _Optional[str] = ..., env_kwargs_json: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ..., learner_address: _Optional[str] = ...) -> None: ...
 
 class Unroll(_message.Message):
     __slots__ = ("actor_id", "sequence", "params_version", "observations", "terminated", "truncated", "actions", "rewards", "behaviour_logits", "core_state", "episode_returns", "episode_lengths", "incarnation", "payload")

@@ -56,7 +56,8 @@ class LearnerServicer:
 
     def Hello(self, request, context):
         """First call of every actor (and again after a reconnect): the learner
-        checks the protocol version and answers with everything the actor needs.
+        checks the protocol version and answers with everything the actor needs, or
+        with the address of the learner the actor is to use.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
