@@ -125,7 +125,7 @@ def grpc_ingest(config: Config, template, train: bool = False) -> tuple[float, f
   if train:
     learner.compile()
   else:
-    learner._sgd_step = lambda state, batch: (state, {})  # ingest only: nothing is trained
+    learner._sgd_step = lambda state, batch, control: (state, {}, control)  # ingest only: no training
   grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
   stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", template,
                               config.max_message_bytes)

@@ -145,7 +145,8 @@ def main(argv=None):
   defaults = Config()
   common.emit("learners", dict(env_id=defaults.env_id, num_envs=defaults.num_envs,
                                batch_size=defaults.batch_size, actors=2, warmup_s=WARMUP,
-                               window_s=args.window, networks={k: v[0] for k, v in NETWORKS.items()}),
+                               window_s=args.window,
+                               networks={k: v[0] for k, v in NETWORKS.items()}),
               comparisons, dict(one_learner=one, two_learners=two, updates=updates))
 
 

@@ -247,6 +247,8 @@ class Learner:
     state, counters = distributed.from_learner_0((jax.device_get(state), counters.view(np.uint8)))
     self.stats.updates, self.stats.frames, self.version = counters.view(np.int64).tolist()
     self._state = distributed.replicate(self.mesh, state)
+    self._with_batch = distributed.per_device(  # CONTROL of a learner alone, with a batch
+        self.mesh, np.eye(len(CONTROL), dtype=np.float32)[0])
     self._routes: dict[str, int] = {}  # learner 0: actor id -> the learner it was assigned
     self._senders: dict[tuple[str, int], _Sender] = {}
     self._host_params = (0, None)    # (version, numpy params), fetched on demand
@@ -362,7 +364,8 @@ class Learner:
       version, params, cached = self.version, self._state.params, self._host_params
     if cached[0] == version:
       return cached
-    fetched = (version, distributed.local(params))  # waits for the update in flight: not under the lock
+    # Waits for the update in flight: not under the lock.
+    fetched = (version, distributed.local(params))
     with self.lock:
       if self._host_params[0] < version:
         self._host_params = fetched
@@ -477,9 +480,9 @@ class Learner:
     changes nothing.
     """
     alone = self.num_learners == 1
-    votes = terminate or out_of_time
+    wait = timeout if alone else 0.0 if terminate or out_of_time else SYNC_PATIENCE
     try:
-      batch, infos = self._batches.get(timeout=timeout if alone else 0.0 if votes else SYNC_PATIENCE)
+      batch, infos = self._batches.get(timeout=wait)
     except queue.Empty:
       batch, infos = None, ()
     with self.lock:
@@ -489,10 +492,14 @@ class Learner:
     if alone and batch is None:
       self.totals = dict(zip(CONTROL, row.tolist()))
       return False
-    state, metrics, totals = self._sgd_step(self._state, self._empty if batch is None else batch,
-                                            distributed.per_device(self.mesh, row))
-    # Several learners wait here for the update, to agree on what comes next.
-    self.totals = dict(zip(CONTROL, (row if alone else distributed.local(totals)).tolist()))
+    if alone:  # it agrees with itself: the control row that is on the device will do
+      state, metrics, _ = self._sgd_step(self._state, batch, self._with_batch)
+    else:  # wait for the update, to agree on what comes next
+      state, metrics, totals = self._sgd_step(
+          self._state, self._empty if batch is None else batch,
+          distributed.per_device(self.mesh, row))
+      row = distributed.local(totals)
+    self.totals = dict(zip(CONTROL, row.tolist()))
     batches = round(self.totals["weight"])
     c = self.config
     with self.lock:

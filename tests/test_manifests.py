@@ -198,7 +198,8 @@ def test_gke_overlay_puts_learners_on_gpus_and_actors_on_spot_vms():
   learner = docs[("StatefulSet", "impala-learner")]["spec"]
   pod = learner["template"]["spec"]
   assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
-  assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+  gpu_taint = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+  assert gpu_taint in pod["tolerations"]
   container = pod["containers"][0]
   assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
   assert container["image"].endswith(":0.1.0-cuda12")
