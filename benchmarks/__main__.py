@@ -1,4 +1,4 @@
-"""Runs every benchmark, each in its own process, one after the other (about 6 minutes on
+"""Runs every benchmark, each in its own process, one after the other (about 8 minutes on
 2 cores): `python -m benchmarks [name ...]`.
 
 Prints each benchmark's JSON object on its own line on stdout, then a Markdown table of
@@ -14,13 +14,18 @@ import sys
 BENCHMARKS = ("end_to_end", "ingest", "weights", "actor_overhead", "learner_pipeline", "learners")
 
 
+def _number(value: float) -> str:
+  return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def table(results: list[dict]) -> str:
   rows = ["| benchmark | measured | value | baseline | baseline value | ratio |",
           "|---|---|---:|---|---:|---:|"]
   for result in results:
     for c in result["comparisons"]:
-      rows.append(f"| {result['benchmark']} | {c['name']} | {c['value']:,.0f} {c['unit']} | "
-                  f"{c['baseline_name']} | {c['baseline']:,.0f} {c['unit']} | {c['ratio']:.2f} |")
+      rows.append(f"| {result['benchmark']} | {c['name']} | {_number(c['value'])} {c['unit']} | "
+                  f"{c['baseline_name']} | {_number(c['baseline'])} {c['unit']} | "
+                  f"{c['ratio']:.2f} |")
   machine = results[0]["machine"] if results else {}
   rows.append(f"\n{machine.get('date')}, {machine.get('cores')} cores ({machine.get('cpu')}), "
               f"jax {machine.get('versions', {}).get('jax')} on {machine.get('jax_backend')}, "
