@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import jax
-import numpy as np
 
 from benchmarks import common, ingest
 from impala import distributed, environments, learning
@@ -31,7 +30,7 @@ def seconds_per_update(config: Config, updates: int) -> float:
   params = distributed.local(network.init(jax.random.PRNGKey(0)))
   state = distributed.replicate(mesh, learning.initial_state(params, optimizer))
   batch = distributed.shard_batch(mesh, learning.dummy_batch(config, spec, network))
-  control = distributed.per_device(mesh, np.eye(len(learning.CONTROL), dtype=np.float32)[0])
+  control = distributed.per_device(mesh, learning.WITH_A_BATCH)
   state = jax.block_until_ready(sgd_step(state, batch, control))[0]  # compiles
   start = time.perf_counter()
   for _ in range(updates):

@@ -24,10 +24,10 @@ import tempfile
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from benchmarks import common
+from benchmarks import common, learner_pipeline
+from impala import distributed, environments, learning
 from impala.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,19 +87,15 @@ def update_seconds(count: int, network: str) -> dict:
 
 def all_reduce_seconds(mesh, size: int, calls: int) -> float:
   """Seconds per all-reduce (sum) of `size` float32 across the mesh."""
-  from impala import distributed
   total = jax.jit(jax.shard_map(lambda x: jax.lax.psum(x, distributed.AXIS), mesh=mesh,
                                 in_specs=P(distributed.AXIS), out_specs=P()))
-  rows = np.ones((jax.local_device_count(), size), np.float32)
-  x = jax.make_array_from_process_local_data(NamedSharding(mesh, P(distributed.AXIS)), rows)
+  x = distributed.per_device(mesh, np.ones(size, np.float32))
   return common.seconds_per_call(lambda: jax.block_until_ready(total(x)), min_seconds=0,
                                  warmup=3, calls=calls)
 
 
 def worker(index: int, count: int, coordinator: int, network: str):
   """One learner process of an update timing: joins the job, prints seconds per update."""
-  from benchmarks import learner_pipeline
-  from impala import distributed, environments, learning
   config = Config(num_learners=count, learner_index=index,
                   coordinator_address=f"127.0.0.1:{coordinator}", **NETWORKS[network][0])
   distributed.initialize(config)

@@ -88,6 +88,7 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 # votes. The update returns the sum over learners, so every learner takes the same
 # decisions (versions, frames, stopping) after the same update.
 CONTROL = ("weight", "return_sum", "return_count", "terminate", "out_of_time")
+WITH_A_BATCH = np.eye(len(CONTROL), dtype=np.float32)[0]  # a batch, no returns, no votes
 
 
 def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
@@ -247,8 +248,7 @@ class Learner:
     state, counters = distributed.from_learner_0((jax.device_get(state), counters.view(np.uint8)))
     self.stats.updates, self.stats.frames, self.version = counters.view(np.int64).tolist()
     self._state = distributed.replicate(self.mesh, state)
-    self._with_batch = distributed.per_device(  # CONTROL of a learner alone, with a batch
-        self.mesh, np.eye(len(CONTROL), dtype=np.float32)[0])
+    self._with_a_batch = distributed.per_device(self.mesh, WITH_A_BATCH)  # a learner alone
     self._routes: dict[str, int] = {}  # learner 0: actor id -> the learner it was assigned
     self._senders: dict[tuple[str, int], _Sender] = {}
     self._host_params = (0, None)    # (version, numpy params), fetched on demand
@@ -493,7 +493,7 @@ class Learner:
       self.totals = dict(zip(CONTROL, row.tolist()))
       return False
     if alone:  # it agrees with itself: the control row that is on the device will do
-      state, metrics, _ = self._sgd_step(self._state, batch, self._with_batch)
+      state, metrics, _ = self._sgd_step(self._state, batch, self._with_a_batch)
     else:  # wait for the update, to agree on what comes next
       state, metrics, totals = self._sgd_step(
           self._state, self._empty if batch is None else batch,

@@ -54,9 +54,8 @@ def test_learner_resumes_params_optimizer_counters_and_version(tmp_path, small_c
   try:
     batch = learning.dummy_batch(config, first.spec, first.network)
     batch = distributed.shard_batch(first.mesh, batch)
-    weight_1 = np.eye(len(learning.CONTROL), dtype=np.float32)[0]
-    weight_1 = distributed.per_device(first.mesh, weight_1)
-    first._state, _, _ = first._sgd_step(first._state, batch, weight_1)  # one real update
+    control = distributed.per_device(first.mesh, learning.WITH_A_BATCH)
+    first._state, _, _ = first._sgd_step(first._state, batch, control)  # one real update
     with first.lock:
       first.stats.updates, first.stats.frames, first.version = 7, 700, 8
     first.save_checkpoint()
