@@ -38,7 +38,7 @@ NETWORKS = {  # name -> (settings, updates timed)
 }
 
 
-def steady_rates(logdir: str, warmup: float) -> dict:
+def rates_from_progress(logdir: str, warmup: float) -> dict:
   """Frames/s and updates/s between the first progress record `warmup` s after the
   first update and the last record before the stop."""
   with open(os.path.join(logdir, "progress.jsonl")) as f:
@@ -68,7 +68,7 @@ def run_learners(count: int, seconds: float) -> dict:
     for learner in learners:
       if learner.wait(timeout=seconds + 120) != 0:  # stopped by --max-seconds
         raise RuntimeError(f"a learner exited with status {learner.returncode}")
-    return steady_rates(logdir, WARMUP)
+    return rates_from_progress(logdir, WARMUP)
 
 
 def update_seconds(count: int, network: str) -> dict:
