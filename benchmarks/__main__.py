@@ -11,7 +11,8 @@ import json
 import subprocess
 import sys
 
-BENCHMARKS = ("end_to_end", "ingest", "weights", "actor_overhead", "learner_pipeline", "learners")
+BENCHMARKS = ("end_to_end", "ingest", "weights", "actor_overhead", "learner_pipeline", "learners",
+              "algorithms", "atari")
 
 
 def _number(value: float) -> str:

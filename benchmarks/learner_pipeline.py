@@ -12,7 +12,7 @@ import time
 import jax
 
 from benchmarks import common, ingest
-from impala import distributed, environments, learning
+from impala import distributed, environments, learning, losses
 from impala.config import Config
 
 ACTORS, WARMUP, WINDOW = 2, 3.0, 6.0
@@ -26,7 +26,7 @@ def seconds_per_update(config: Config, updates: int) -> float:
   network = learning.make_network(config, spec)
   optimizer = learning.make_optimizer(config)
   mesh = distributed.make_mesh()
-  sgd_step = learning.make_sgd_step(learning.make_loss(config, network), optimizer, mesh)
+  sgd_step = learning.make_sgd_step(losses.make(config, network.unroll), optimizer, mesh)
   params = distributed.local(network.init(jax.random.PRNGKey(0)))
   state = distributed.replicate(mesh, learning.initial_state(params, optimizer))
   batch = distributed.shard_batch(mesh, learning.dummy_batch(config, spec, network))

@@ -1,4 +1,5 @@
-"""The actor: a batch of environments, a jitted policy step, unrolls streamed to the learner.
+"""The actor: a batch of environments, a jitted policy step, unrolls streamed to the learner
+(A3C: the gradients the actor takes on its unrolls, in their place).
 
 The actor never waits for a learner that keeps up: unrolls go out on one upload
 stream (at most `MAX_IN_FLIGHT` unanswered; more only when the learner falls
@@ -24,7 +25,7 @@ import jax
 import numpy as np
 
 from impala import config as config_lib
-from impala import environments, metrics, networks, types
+from impala import environments, losses, metrics, networks, types
 from impala.client import RETRYABLE, LearnerClient
 from impala.config import Config
 
@@ -60,6 +61,12 @@ def make_policy(network: networks.Network):
   return policy
 
 
+def make_gradient(config: Config, network: networks.Network):
+  """`gradient(params, unroll) -> d loss / d params` (A3C), jitted."""
+  loss = losses.make(config, network.unroll)
+  return jax.jit(lambda params, unroll: jax.grad(loss, has_aux=True)(params, unroll)[0])
+
+
 class Actor:
   """Runs environments with the learner's newest parameters and uploads unrolls."""
 
@@ -81,7 +88,8 @@ class Actor:
   def prepare(self, config: Config):
     """Builds environments and policy; keeps them when a reconnect brings the same config."""
     key = (config.env_id, repr(config.env_kwargs), config.num_envs, config.unroll_length,
-           config.seed, config.torso, config.hidden_sizes, config.lstm_size)
+           config.seed, config.torso, config.hidden_sizes, config.lstm_size,
+           *(getattr(config, name) for name in config_lib.ACTOR_LOSS_SETTINGS))
     if key == self._run_key:
       return
     self._run_key, self.run_config = key, config
@@ -91,6 +99,7 @@ class Actor:
     self.network = networks.make(config.torso, config.hidden_sizes, config.lstm_size,
                                  self.spec.observation_shape, self.spec.num_actions)
     self.policy = make_policy(self.network)
+    self.gradient = make_gradient(config, self.network) if config.algorithm == "a3c" else None
     self.rng = jax.random.PRNGKey(config.seed)
     n = config.num_envs
     self.obs, _ = self.envs.reset(seed=config.seed)
@@ -156,6 +165,14 @@ class Actor:
     unroll = types.Unroll(obs, terminated, truncated, actions, rewards, logits, core_state)
     return unroll, info
 
+  def encode(self, client: LearnerClient, unroll: types.Unroll, info: types.UnrollInfo,
+             params) -> bytes:
+    """What goes to the learner: the unroll, or (A3C) the gradient taken on it with the
+    parameters that acted."""
+    if self.gradient is not None:
+      return client.encode_gradients(jax.device_get(self.gradient(params, unroll)), info)
+    return client.encode_unroll(unroll, info, stacked_frames=self.spec.frame_stack > 1)
+
   def _wants_more(self, stop: threading.Event, max_unrolls: int | None) -> bool:
     return not stop.is_set() and (max_unrolls is None or self.sequence < max_unrolls)
 
@@ -168,7 +185,7 @@ class Actor:
       for raw in self._unanswered:  # sent on a stream that broke: nothing is lost
         stream.send(raw)
       while self._wants_more(stop, max_unrolls):
-        raw = client.encode_unroll(*self.unroll(params, version))
+        raw = self.encode(client, *self.unroll(params, version), params)
         self._unanswered.append(raw)
         stream.send(raw)
         self._take_replies(stream, stop, keep=MAX_IN_FLIGHT)

@@ -55,6 +55,7 @@ class LearnerClient:
     return UploadStream(self._upload, self._metadata)
 
   encode_unroll = staticmethod(codec.encode_unroll)
+  encode_gradients = staticmethod(codec.encode_gradients)
 
   def weights(self, actor_id: str, have_version: int) -> grpc.Future:
     """A future of the serialized Weights; see `decode_weights`."""

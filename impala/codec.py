@@ -20,13 +20,14 @@ import math
 import numpy as np
 from google.protobuf import message as protobuf_message
 
-from impala import types
-from impala.config import Config
+from impala import frames, types
+from impala.config import ACTOR_LOSS_SETTINGS, Config
 from impala.proto import impala_pb2 as pb
 
-# 4: Setup may send the actor to another learner; 3: unrolls carry an incarnation;
+# 5: A3C (Setup names the algorithm, unrolls may carry gradients), stacked frames sent
+# once; 4: Setup may send the actor to another learner; 3: unrolls carry an incarnation;
 # 2: tensor bytes in one payload field.
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 _DTYPES = {np.dtype(d).name: np.dtype(d) for d in (
     bool, np.uint8, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64)}
 ALLOWED_DTYPES = frozenset(_DTYPES)
@@ -159,35 +160,72 @@ _UNROLL_FIELDS = ("observations", "terminated", "truncated", "actions", "rewards
                   "behaviour_logits")
 
 
-def encode_unroll(unroll: types.Unroll, info: types.UnrollInfo) -> bytes:
+def encode_unroll(unroll: types.Unroll, info: types.UnrollInfo,
+                  stacked_frames: bool = False) -> bytes:
+  """An unroll's trajectory; with `stacked_frames` (observations [..., H, W, K]) each
+  frame is sent once (see frames.py)."""
   payload = Payload()
+  observations, fields = unroll.observations, {}
+  if stacked_frames:
+    observations, history = frames.split(observations)
+    fields["frame_history"] = payload.add(history)
+  return _serialize_upload(
+      payload, info, observations=payload.add(observations),
+      **{name: payload.add(getattr(unroll, name)) for name in _UNROLL_FIELDS[1:]},
+      core_state=[payload.add(s) for s in unroll.core_state], **fields)
+
+
+def encode_gradients(grads: dict, info: types.UnrollInfo) -> bytes:
+  """The gradient an actor took on an unroll (A3C), in place of the trajectory."""
+  payload = Payload()
+  return _serialize_upload(payload, info, gradients=_params(payload, grads))
+
+
+def _serialize_upload(payload: Payload, info: types.UnrollInfo, **fields) -> bytes:
   header = pb.Unroll(
       actor_id=info.actor_id, sequence=info.sequence, params_version=info.params_version,
-      incarnation=info.incarnation,
-      **{name: payload.add(getattr(unroll, name)) for name in _UNROLL_FIELDS},
-      core_state=[payload.add(s) for s in unroll.core_state],
-      episode_returns=payload.add(info.episode_returns),
-      episode_lengths=payload.add(info.episode_lengths))
+      incarnation=info.incarnation, episode_returns=payload.add(info.episode_returns),
+      episode_lengths=payload.add(info.episode_lengths), **fields)
   return payload.serialize(header.SerializeToString())
 
 
-def decode_unroll(raw: bytes) -> tuple[types.Unroll, types.UnrollInfo]:
+def decode_unroll(raw: bytes) -> tuple[types.Unroll | dict, types.UnrollInfo]:
+  """(the trajectory, or the gradients {module: {name: array}} of an A3C actor, info)."""
   msg, payload = parse(pb.Unroll, raw)
-  for name in _UNROLL_FIELDS + ("episode_returns", "episode_lengths"):
+  for name in (() if msg.gradients else _UNROLL_FIELDS) + ("episode_returns", "episode_lengths"):
     if not msg.HasField(name):
       raise DecodeError(f"{name}: missing")
-  unroll = types.Unroll(
-      *(decode(getattr(msg, name), payload, name) for name in _UNROLL_FIELDS),
-      core_state=tuple(decode(s, payload, f"core_state[{i}]")
-                       for i, s in enumerate(msg.core_state)))
   returns = decode(msg.episode_returns, payload, "episode_returns")
   lengths = decode(msg.episode_lengths, payload, "episode_lengths")
   if returns.ndim != 1 or returns.dtype != np.float32 or not np.isfinite(returns).all():
     raise DecodeError("episode_returns: expected finite float32[E]")
   if lengths.shape != returns.shape or lengths.dtype != np.int32:
     raise DecodeError(f"episode_lengths: expected int32{list(returns.shape)}")
-  return unroll, types.UnrollInfo(msg.actor_id, msg.sequence, msg.params_version, returns,
-                                  lengths, msg.incarnation)
+  info = types.UnrollInfo(msg.actor_id, msg.sequence, msg.params_version, returns, lengths,
+                          msg.incarnation)
+  if msg.gradients:
+    return _decode_params(msg.gradients, payload), info
+  unroll = types.Unroll(
+      *(decode(getattr(msg, name), payload, name) for name in _UNROLL_FIELDS),
+      core_state=tuple(decode(s, payload, f"core_state[{i}]")
+                       for i, s in enumerate(msg.core_state)))
+  if msg.HasField("frame_history"):
+    unroll = unroll._replace(observations=_rebuild_stacks(
+        unroll, decode(msg.frame_history, payload, "frame_history")))
+  return unroll, info
+
+
+def _rebuild_stacks(unroll: types.Unroll, history: np.ndarray) -> np.ndarray:
+  newest, done_shape = unroll.observations, unroll.observations.shape[:2]
+  if (newest.ndim < 2 or history.shape[:-1] != newest.shape[1:] or history.dtype != newest.dtype
+      or not 2 <= history.shape[-1] + 1 <= 64):
+    raise DecodeError(f"frame_history: expected {newest.dtype.name}{list(newest.shape[1:])} "
+                      f"+ [K-1] with 2 <= K <= 64, got {history.dtype.name}{list(history.shape)}")
+  for name in ("terminated", "truncated"):
+    flags = getattr(unroll, name)
+    if flags.shape != done_shape or flags.dtype != bool:
+      raise DecodeError(f"{name}: expected bool{list(done_shape)}")
+  return frames.rebuild(newest, history, unroll.terminated | unroll.truncated)
 
 
 # --- Parameters -------------------------------------------------------------------------
@@ -211,16 +249,25 @@ def _params_field(layout: tuple) -> bytes:
 NOT_MODIFIED = pb.Weights(not_modified=True).SerializeToString()
 
 
+def _params(payload: Payload, params: dict) -> list[pb.Param]:
+  return [pb.Param(name=f"{module}/{name}", value=payload.add(value))
+          for module, leaves in params.items() for name, value in leaves.items()]
+
+
+def _decode_params(fields, payload: memoryview) -> dict:
+  params: dict = {}
+  for p in fields:
+    module, _, name = p.name.rpartition("/")
+    params.setdefault(module, {})[name] = decode(p.value, payload, p.name)
+  return params
+
+
 def decode_weights(raw: bytes) -> tuple[int, dict] | None:
   """(version, haiku params {module: {name: array}}), or None for "not modified"."""
   msg, payload = parse(pb.Weights, raw)
   if msg.not_modified:
     return None
-  params: dict = {}
-  for p in msg.params:
-    module, _, name = p.name.rpartition("/")
-    params.setdefault(module, {})[name] = decode(p.value, payload, p.name)
-  return msg.version, params
+  return msg.version, _decode_params(msg.params, payload)
 
 
 # --- Handshake --------------------------------------------------------------------------
@@ -231,7 +278,9 @@ def encode_setup(config: Config, run_id: str, actor_index: int, seed: int) -> pb
       env_id=config.env_id, env_kwargs_json=json.dumps(config.env_kwargs),
       num_envs=config.num_envs, unroll_length=config.unroll_length,
       network=pb.NetworkSpec(torso=config.torso, hidden_sizes=config.hidden_sizes,
-                             lstm_size=config.lstm_size))
+                             lstm_size=config.lstm_size),
+      **{name: getattr(config, name) for name in ACTOR_LOSS_SETTINGS})
+
 
 
 def decode_setup(setup: pb.Setup, config: Config) -> Config:
@@ -240,4 +289,5 @@ def decode_setup(setup: pb.Setup, config: Config) -> Config:
       config, env_id=setup.env_id, env_kwargs=json.loads(setup.env_kwargs_json),
       num_envs=setup.num_envs, unroll_length=setup.unroll_length, seed=setup.seed,
       torso=setup.network.torso, hidden_sizes=tuple(setup.network.hidden_sizes),
-      lstm_size=setup.network.lstm_size)
+      lstm_size=setup.network.lstm_size,
+      **{name: getattr(setup, name) for name in ACTOR_LOSS_SETTINGS})

@@ -15,6 +15,11 @@ import os
 from typing import Any, Sequence
 
 TORSOS = ("mlp", "shallow", "deep")
+ALGORITHMS = ("impala", "a3c")
+# What the learner tells actors besides the run's environment and network: an A3C actor
+# takes the gradient of this loss itself.
+ACTOR_LOSS_SETTINGS = ("algorithm", "discount", "baseline_cost", "entropy_cost",
+                       "max_abs_reward")
 
 
 class ConfigError(ValueError):
@@ -44,8 +49,12 @@ class Config:
   hidden_sizes: tuple = _field((64, 64), "layer sizes of the MLP torso, comma-separated")
   lstm_size: int = _field(0, "size of the LSTM core; 0 for none")
 
-  # Learning (learner only).
-  batch_size: int = _field(2, "unrolls per update (each holds num_envs environments)")
+  # Learning (learner only, but the algorithm and the loss settings reach A3C actors).
+  algorithm: str = _field("impala", "impala: actors send unrolls, the learner takes V-trace "
+                          "gradients; a3c: actors send the gradients of their own unrolls",
+                          choices=ALGORITHMS)
+  batch_size: int = _field(2, "unrolls per update (each holds num_envs environments); "
+                           "a3c applies each actor's gradient alone")
   discount: float = _field(0.99, "discount factor gamma")
   learning_rate: float = _field(1e-3, "RMSProp learning rate")
   rmsprop_decay: float = _field(0.99, "RMSProp decay of the squared-gradient average")
@@ -59,8 +68,8 @@ class Config:
   clip_pg_rho: float = _field(1.0, "V-trace clipping of the policy-gradient weights")
   max_abs_reward: float = _field(0.0, "clip rewards to [-x, x] in the loss; 0 for no clipping")
   queue_size: int = _field(64, "unrolls the learner holds before actors must wait")
-  max_policy_lag: int = _field(0, "drop unrolls acted by parameters more than this many "
-                               "updates old; 0 for no limit")
+  max_policy_lag: int = _field(0, "drop unrolls (a3c: gradients) acted by parameters more "
+                               "than this many updates old; 0 for no limit")
 
   # Checkpoints (learner only).
   checkpoint_dir: str = _field("", "write checkpoints here and resume from the newest; "
@@ -133,6 +142,10 @@ class Config:
            "several learners need learner 0's host:port, e.g. learner-0:7000")
     if self.advertise_address and not _is_address(self.advertise_address):
       _bad("advertise_address", self.advertise_address, "must be host:port")
+    if self.algorithm not in ALGORITHMS:
+      _bad("algorithm", self.algorithm, f"allowed: {', '.join(ALGORITHMS)}")
+    if self.algorithm == "a3c" and self.num_learners > 1:
+      _bad("num_learners", self.num_learners, "a3c runs with one learner")
     if self.torso not in TORSOS:
       _bad("torso", self.torso, f"allowed: {', '.join(TORSOS)}")
     if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):

@@ -1,5 +1,14 @@
 """Everything the project knows about environments: the one place other suites plug in.
 
+- gymnasium ids (`CartPole-v1`, ...), with gymnasium's own vectorized version when it
+  has one;
+- Atari as `ALE/<Game>-v5` through ale-py's vector environment (C++, threaded): the
+  IMPALA preprocessing (84x84 grey, 4 frames skipped with max-pooling over the last two,
+  up to 30 no-ops at reset, a stack of the 4 newest frames) with v5's sticky actions;
+  rewards are left as they are (clip them in the loss: --max-abs-reward 1). `env_kwargs`
+  go to `ale_py.vector_env.AtariVectorEnv`, e.g. `{"episodic_life": true}`;
+- `bsuite/catch`: bsuite's Catch (dm_env) through an adapter (see catch.py).
+
 Environments are batched gymnasium vector environments in NEXT_STEP autoreset mode:
 the step that ends an episode returns its real final observation (terminated or
 truncated), and the following step returns the first observation of the next
@@ -10,6 +19,7 @@ their true final observation.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -22,6 +32,14 @@ class EnvSpec(NamedTuple):
   observation_shape: tuple
   observation_dtype: np.dtype
   num_actions: int
+  frame_stack: int = 1  # > 1: observations are stacks [H, W, K] of the K newest frames
+
+
+gym.register("bsuite/catch", entry_point="impala.catch:make_gymnasium")
+
+ATARI = re.compile(r"ALE/(\w+)-v5")
+ATARI_DEFAULTS = dict(stack_num=4, repeat_action_probability=0.25, reward_clipping=False,
+                      use_fire_reset=False)
 
 
 def make(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vector.VectorEnv:
@@ -31,6 +49,9 @@ def make(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vect
   (CartPole's is ~100x faster than stepping copies one by one).
   """
   env_kwargs = dict(env_kwargs or {})
+  atari = ATARI.fullmatch(env_id)
+  if atari:
+    return _atari(atari.group(1), num_envs, env_kwargs)
   spec = gym.spec(env_id)
   if spec.vector_entry_point is not None:
     envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
@@ -47,9 +68,34 @@ def make(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vect
   return envs
 
 
+def _atari(game: str, num_envs: int, env_kwargs: dict) -> gym.vector.VectorEnv:
+  from ale_py.vector_env import AtariVectorEnv
+  rom = re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()  # SpaceInvaders -> space_invaders
+  return _AtariLayout(AtariVectorEnv(rom, num_envs, **{**ATARI_DEFAULTS, **env_kwargs}))
+
+
+class _AtariLayout(gym.vector.VectorObservationWrapper):
+  """ale-py's [K, H, W] stacks as [H, W, K] (the conv torsos' layout); seeds taken
+  modulo 2**31 (ale-py's are C ints)."""
+
+  def __init__(self, envs: gym.vector.VectorEnv):
+    super().__init__(envs)
+    k, h, w = envs.single_observation_space.shape
+    self.single_observation_space = gym.spaces.Box(0, 255, (h, w, k), np.uint8)
+    self.observation_space = gym.spaces.Box(0, 255, (envs.num_envs, h, w, k), np.uint8)
+    self.metadata = {**envs.metadata, "frame_stack": k}
+
+  def reset(self, *, seed=None, options=None):
+    return super().reset(seed=None if seed is None else seed % 2**31, options=options)
+
+  def observations(self, observations: np.ndarray) -> np.ndarray:
+    return np.moveaxis(observations, 1, -1)
+
+
 def spec_of(envs: gym.vector.VectorEnv) -> EnvSpec:
   space = envs.single_observation_space
-  return EnvSpec(tuple(space.shape), np.dtype(space.dtype), int(envs.single_action_space.n))
+  return EnvSpec(tuple(space.shape), np.dtype(space.dtype), int(envs.single_action_space.n),
+                 int(envs.metadata.get("frame_stack", 1)))
 
 
 def describe(env_id: str, env_kwargs: dict | None = None) -> EnvSpec:

@@ -1,4 +1,5 @@
-"""The learner: a bounded queue of unrolls, a batcher thread and one jitted `sgd_step`.
+"""The learner: a bounded queue of unrolls, a batcher thread and one jitted `sgd_step`
+(A3C: a queue of the actors' gradients and one jitted `apply_step`).
 
 Its whole surface toward actors is `hello`, `enqueue` and `params_for_actor`; it
 knows nothing of gRPC (server.py adapts it), so it can be tested in-process.
@@ -91,6 +92,35 @@ CONTROL = ("weight", "return_sum", "return_count", "terminate", "out_of_time")
 WITH_A_BATCH = np.eye(len(CONTROL), dtype=np.float32)[0]  # a batch, no returns, no votes
 
 
+def make_apply(optimizer: optax.GradientTransformation, average_decay: float) -> Callable:
+  """`apply(state, grads) -> state`: one optimizer step, and the moving average."""
+
+  def apply(state: TrainingState, grads: dict) -> TrainingState:
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    average = optax.incremental_update(params, state.average_params, 1.0 - average_decay)
+    return TrainingState(params, opt_state, average)
+
+  return apply
+
+
+def norms(state: TrainingState, grads: dict) -> dict:
+  return dict(grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(state.params))
+
+
+def make_apply_step(optimizer: optax.GradientTransformation, average_decay: float) -> Callable:
+  """A3C: `apply_step(state, grads) -> (state, metrics)`, jitted: an actor's gradient
+  applied as it comes, with the one optimizer state."""
+  apply = make_apply(optimizer, average_decay)
+
+  @jax.jit
+  def apply_step(state: TrainingState, grads: dict):
+    state = apply(state, grads)
+    return state, norms(state, grads)
+
+  return apply_step
+
+
 def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
                   mesh: Mesh, average_decay: float = 0.99) -> Callable:
   """`sgd_step(state, batch, control) -> (state, metrics, totals)`, jitted over `mesh`.
@@ -102,6 +132,7 @@ def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
   no learner brought a batch the state is left as it is.
   """
   devices_per_learner = len(mesh.local_devices)
+  apply = make_apply(optimizer, average_decay)
 
   def step(state: TrainingState, batch: types.Unroll, control: jax.Array):
     weight = control[0, 0]
@@ -112,15 +143,9 @@ def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     (grads, metrics), totals = unflatten(jax.lax.psum(flat, distributed.AXIS))
     shares = totals[0]  # devices that took a gradient: each of the mean over its part
     grads, metrics = jax.tree.map(lambda x: x / jnp.maximum(shares, 1.0), (grads, metrics))
-
-    def apply(state: TrainingState) -> TrainingState:
-      updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-      params = optax.apply_updates(state.params, updates)
-      average = optax.incremental_update(params, state.average_params, 1.0 - average_decay)
-      return TrainingState(params, opt_state, average)
-
-    state = jax.lax.cond(shares > 0, apply, lambda state: state, state)
-    metrics.update(grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(state.params))
+    state = jax.lax.cond(shares > 0, lambda state: apply(state, grads), lambda state: state,
+                         state)
+    metrics.update(norms(state, grads))
     return state, metrics, totals / devices_per_learner
 
   # check_vma=False: rlax's V-trace scan does not mark its carry as varying across the
@@ -133,13 +158,6 @@ def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
 def make_network(config: Config, spec: environments.EnvSpec) -> networks.Network:
   return networks.make(config.torso, config.hidden_sizes, config.lstm_size,
                        spec.observation_shape, spec.num_actions)
-
-
-def make_loss(config: Config, network: networks.Network) -> Callable:
-  return losses.impala_loss(
-      network.unroll, discount=config.discount, baseline_cost=config.baseline_cost,
-      entropy_cost=config.entropy_cost, clip_rho=config.clip_rho,
-      clip_pg_rho=config.clip_pg_rho, max_abs_reward=config.max_abs_reward)
 
 
 def dummy_batch(config: Config, spec: environments.EnvSpec,
@@ -232,8 +250,14 @@ class Learner:
     self.mesh = distributed.make_mesh()
     optimizer = make_optimizer(config)
     state = initial_state(self.network.init(jax.random.PRNGKey(config.seed)), optimizer)
-    self._sgd_step = make_sgd_step(make_loss(config, self.network), optimizer, self.mesh,
-                                   config.average_decay)
+    self.a3c = config.algorithm == "a3c"
+    self._unrolls_per_update = 1 if self.a3c else config.batch_size
+    if self.a3c:
+      self._apply_step = make_apply_step(optimizer, config.average_decay)
+      self._gradient_layout = jax.tree.map(lambda p: (p.shape, p.dtype), state.params)
+    else:
+      self._sgd_step = make_sgd_step(losses.make(config, self.network.unroll), optimizer,
+                                     self.mesh, config.average_decay)
 
     self.lock = threading.Lock()
     self.stats = Stats()
@@ -298,9 +322,9 @@ class Learner:
       self.stats.received += 1
       self.stats.rejected[reason] += 1
 
-  def enqueue(self, unroll: types.Unroll, info: types.UnrollInfo,
+  def enqueue(self, unroll: types.Unroll | dict, info: types.UnrollInfo,
               keep_waiting: Callable[[], bool] = lambda: True) -> str | None:
-    """Checks an unroll and queues it for training; returns "accepted", "duplicate" (taken
+    """Checks an unroll (A3C: the gradients taken on it) and queues it for training; returns "accepted", "duplicate" (taken
     before: dropped) or "stale" (dropped), or None when it was abandoned.
 
     While the queue is full it waits (the backpressure that slows actors down), for as
@@ -371,8 +395,15 @@ class Learner:
         self._host_params = fetched
     return fetched
 
-  def check(self, unroll: types.Unroll):
+  def check(self, unroll: types.Unroll | dict):
     """Raises InvalidUnroll naming the first field that does not fit the configuration."""
+    if isinstance(unroll, dict) != self.a3c:
+      sent = "gradients" if isinstance(unroll, dict) else "trajectory"
+      raise InvalidUnroll(f"{sent}: this learner trains {self.config.algorithm}, whose actors "
+                          f"send {'gradients' if self.a3c else 'trajectories'}",
+                          "wrong_algorithm")
+    if self.a3c:
+      return self._check_gradients(unroll)
     c, spec = self.config, self.spec
     t, n, a = c.unroll_length, c.num_envs, spec.num_actions
     expected = {
@@ -401,6 +432,21 @@ class Learner:
         raise InvalidUnroll(f"core_state: expected 2 float32{list(state_shape)}", "wrong_shape")
     elif unroll.core_state:
       raise InvalidUnroll("core_state: this network has no LSTM, expected none", "wrong_shape")
+
+  def _check_gradients(self, grads: dict):
+    names = {(m, n) for m, leaves in grads.items() for n in leaves}
+    expected = {(m, n) for m, leaves in self._gradient_layout.items() for n in leaves}
+    if names != expected:
+      m, n = min(names ^ expected)
+      raise InvalidUnroll(f"gradients: {m}/{n} {'missing' if (m, n) in expected else 'unknown'}",
+                          "wrong_shape")
+    for m, n in sorted(names):
+      value, (shape, dtype) = grads[m][n], self._gradient_layout[m][n]
+      if value.shape != shape or value.dtype != dtype:
+        raise InvalidUnroll(f"gradients: {m}/{n}: expected {dtype.name}{list(shape)}, got "
+                            f"{value.dtype.name}{list(value.shape)}", "wrong_shape")
+      if not np.isfinite(value).all():
+        raise InvalidUnroll(f"gradients: {m}/{n}: contains NaN or infinity", "not_finite")
 
   # --- Checkpoints ------------------------------------------------------------------
 
@@ -449,10 +495,11 @@ class Learner:
         pending.append(self._unrolls.get(timeout=0.1))
       except queue.Empty:
         continue
-      if len(pending) == self.config.batch_size:
+      if len(pending) == self._unrolls_per_update:
         unrolls, infos = zip(*pending)
         pending = []
-        batch = distributed.shard_batch(self.mesh, stack(list(unrolls)))
+        batch = (distributed.replicate(self.mesh, unrolls[0]) if self.a3c
+                 else distributed.shard_batch(self.mesh, stack(list(unrolls))))
         while not self._stop.is_set():
           try:
             self._batches.put((batch, infos), timeout=0.1)
@@ -463,6 +510,10 @@ class Learner:
   def compile(self):
     """Compiles `sgd_step` ahead of the first batch (run it while actors start); with
     several learners, all compile together."""
+    if self.a3c:
+      zeros = jax.tree.map(jnp.zeros_like, self._state.params)
+      jax.block_until_ready(self._apply_step(self._state, zeros))
+      return
     self._empty = distributed.shard_batch(
         self.mesh, dummy_batch(self.config, self.spec, self.network))
     control = distributed.per_device(self.mesh, np.zeros(len(CONTROL), np.float32))
@@ -492,7 +543,9 @@ class Learner:
     if alone and batch is None:
       self.totals = dict(zip(CONTROL, row.tolist()))
       return False
-    if alone:  # it agrees with itself: the control row that is on the device will do
+    if self.a3c:
+      state, metrics = self._apply_step(self._state, batch)
+    elif alone:  # it agrees with itself: the control row that is on the device will do
       state, metrics, _ = self._sgd_step(self._state, batch, self._with_a_batch)
     else:  # wait for the update, to agree on what comes next
       state, metrics, totals = self._sgd_step(
@@ -511,7 +564,7 @@ class Learner:
         self._state = state
         self.version += 1
         self.stats.updates += 1
-        self.stats.frames += batches * c.unroll_length * c.num_envs * c.batch_size
+        self.stats.frames += batches * c.unroll_length * c.num_envs * self._unrolls_per_update
     return batches > 0
 
   def close(self):

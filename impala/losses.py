@@ -1,4 +1,5 @@
-"""The IMPALA loss: V-trace actor-critic (Espeholt et al. 2018), as a pure function."""
+"""The losses, as pure functions: IMPALA's V-trace actor-critic (Espeholt et al. 2018)
+and A3C's n-step advantage actor-critic (Mnih et al. 2016)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,27 @@ import jax.numpy as jnp
 import rlax
 
 from impala import types
+from impala.config import Config
+
+
+def make(config: Config, unroll_fn: Callable) -> Callable:
+  """The loss of the configured algorithm (see `impala_loss`)."""
+  return impala_loss(
+      unroll_fn, discount=config.discount, baseline_cost=config.baseline_cost,
+      entropy_cost=config.entropy_cost, clip_rho=config.clip_rho,
+      clip_pg_rho=config.clip_pg_rho, max_abs_reward=config.max_abs_reward,
+      on_policy=config.algorithm == "a3c")
 
 
 def impala_loss(unroll_fn: Callable, *, discount: float, baseline_cost: float,
                 entropy_cost: float, clip_rho: float = 1.0, clip_pg_rho: float = 1.0,
-                max_abs_reward: float = 0.0) -> Callable:
+                max_abs_reward: float = 0.0, on_policy: bool = False) -> Callable:
   """Returns `loss(params, batch: types.Unroll) -> (loss, metrics)`.
+
+  `on_policy`: the batch was acted by `params` themselves (A3C), its behaviour logits
+  are not used, and every importance weight is 1: V-trace's targets are then the
+  n-step returns bootstrapped from the unroll's last value, and its policy-gradient
+  advantage r_t + gamma * G_t+1 - V(x_t), which is A3C's loss.
 
   `unroll_fn(params, obs, first, state)` replays the network over [T+1, B, ...].
   Reset steps (the step after an episode's final observation, see
@@ -37,7 +53,8 @@ def impala_loss(unroll_fn: Callable, *, discount: float, baseline_cost: float,
       r_t = jnp.clip(r_t, -max_abs_reward, max_abs_reward)
 
     log_pi = jax.nn.log_softmax(logits_tm1)
-    log_mu = jax.nn.log_softmax(batch.behaviour_logits)
+    log_mu = jax.lax.stop_gradient(log_pi) if on_policy else jax.nn.log_softmax(
+        batch.behaviour_logits)
     a_tm1 = batch.actions[..., None]
     log_pi_a = jnp.take_along_axis(log_pi, a_tm1, axis=-1)[..., 0]
     log_mu_a = jnp.take_along_axis(log_mu, a_tm1, axis=-1)[..., 0]

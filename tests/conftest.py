@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import grpc
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,6 +64,13 @@ def stop_all(*procs: subprocess.Popen):
     if p.poll() is None:
       p.kill()
     p.communicate()
+
+
+def upload(port: int, *messages: bytes) -> list:
+  """Sends serialized unrolls on one Upload stream; returns the replies."""
+  with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    call = channel.stream_stream(f"/{server.SERVICE_NAME}/Upload")  # sends bytes as they are
+    return list(call(iter(messages), timeout=10))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from conftest import ROOT
-from impala import distributed, environments, learning
+from impala import distributed, environments, learning, losses
 from impala.config import Config
 from test_codec import make_unroll
 
@@ -39,7 +39,7 @@ def test_sgd_step_over_the_mesh_is_the_plain_update_and_none_without_a_batch():
   config = Config(num_envs=4, unroll_length=5)
   spec = environments.describe(config.env_id)
   network = learning.make_network(config, spec)
-  loss, optimizer = learning.make_loss(config, network), learning.make_optimizer(config)
+  loss, optimizer = losses.make(config, network.unroll), learning.make_optimizer(config)
   mesh = distributed.make_mesh()
   sgd_step = learning.make_sgd_step(loss, optimizer, mesh, average_decay=0.9)
   params = jax.device_get(network.init(jax.random.PRNGKey(0)))
@@ -70,13 +70,13 @@ def test_sgd_step_over_the_mesh_is_the_plain_update_and_none_without_a_batch():
 TWO_DEVICES = """
 import jax, numpy as np
 from jax.sharding import Mesh
-from impala import distributed, environments, learning
+from impala import distributed, environments, learning, losses
 from impala.config import Config
 from test_codec import make_unroll
 config = Config(num_envs=4, unroll_length=5)
 spec = environments.describe(config.env_id)
 network = learning.make_network(config, spec)
-loss, optimizer = learning.make_loss(config, network), learning.make_optimizer(config)
+loss, optimizer = losses.make(config, network.unroll), learning.make_optimizer(config)
 state = learning.initial_state(jax.device_get(network.init(jax.random.PRNGKey(0))), optimizer)
 unroll, _ = make_unroll(t=5, n=8)
 results = []

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import free_port
+from conftest import free_port, upload
 from impala import acting, codec, healthcheck, learning, server
 from impala.client import LearnerClient
 from impala.config import Config
@@ -76,13 +76,6 @@ def test_healthcheck_command_exits_0_only_when_serving(learner_server, capsys):
   assert capsys.readouterr().out.strip() == f"127.0.0.1:{port}: SERVING"
   assert healthcheck.main([f"127.0.0.1:{free_port()}"]) == 1  # nobody there
   assert capsys.readouterr().out.strip().endswith("UNAVAILABLE")
-
-
-def upload(port: int, *messages: bytes) -> list:
-  """Sends serialized unrolls on one Upload stream; returns the replies."""
-  with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-    call = channel.stream_stream(f"/{server.SERVICE_NAME}/Upload")  # sends bytes as they are
-    return list(call(iter(messages), timeout=10))
 
 
 def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_server, small_config):

@@ -35,7 +35,7 @@ class NetworkSpec(_message.Message):
     def __init__(self, torso: _Optional[str] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., lstm_size: _Optional[int] = ...) -> None: ...
 
 class Setup(_message.Message):
-    __slots__ = ("protocol_version", "run_id", "actor_index", "seed", "env_id", "env_kwargs_json", "num_envs", "unroll_length", "network", "learner_address")
+    __slots__ = ("protocol_version", "run_id", "actor_index", "seed", "env_id", "env_kwargs_json", "num_envs", "unroll_length", "network", "learner_address", "algorithm", "discount", "baseline_cost", "entropy_cost", "max_abs_reward")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ACTOR_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,11 @@ class Setup(_message.Message):
     UNROLL_LENGTH_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     LEARNER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_COST_FIELD_NUMBER: _ClassVar[int]
+    ENTROPY_COST_FIELD_NUMBER: _ClassVar[int]
+    MAX_ABS_REWARD_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     run_id: str
     actor_index: int
@@ -56,10 +61,15 @@ class Setup(_message.Message):
     unroll_length: int
     network: NetworkSpec
     learner_address: str
-    def __init__(self, protocol_version: _Optional[int] = ..., run_id: _Optional[str] = ..., actor_index: _Optional[int] = ..., seed: _Optional[int] = ..., env_id: _Optional[str] = ..., env_kwargs_json: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ..., learner_address: _Optional[str] = ...) -> None: ...
+    algorithm: str
+    discount: float
+    baseline_cost: float
+    entropy_cost: float
+    max_abs_reward: float
+    def __init__(self, protocol_version: _Optional[int] = ..., run_id: _Optional[str] = ..., actor_index: _Optional[int] = ..., seed: _Optional[int] = ..., env_id: _Optional[str] = ..., env_kwargs_json: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ..., learner_address: _Optional[str] = ..., algorithm: _Optional[str] = ..., discount: _Optional[float] = ..., baseline_cost: _Optional[float] = ..., entropy_cost: _Optional[float] = ..., max_abs_reward: _Optional[float] = ...) -> None: ...
 
 class Unroll(_message.Message):
-    __slots__ = ("actor_id", "sequence", "params_version", "observations", "terminated", "truncated", "actions", "rewards", "behaviour_logits", "core_state", "episode_returns", "episode_lengths", "incarnation", "payload")
+    __slots__ = ("actor_id", "sequence", "params_version", "observations", "terminated", "truncated", "actions", "rewards", "behaviour_logits", "core_state", "episode_returns", "episode_lengths", "incarnation", "frame_history", "gradients", "payload")
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PARAMS_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +83,8 @@ class Unroll(_message.Message):
     EPISODE_RETURNS_FIELD_NUMBER: _ClassVar[int]
     EPISODE_LENGTHS_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    FRAME_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     actor_id: str
     sequence: int
@@ -87,8 +99,10 @@ class Unroll(_message.Message):
     episode_returns: Tensor
     episode_lengths: Tensor
     incarnation: int
+    frame_history: Tensor
+    gradients: _containers.RepeatedCompositeFieldContainer[Param]
     payload: bytes
-    def __init__(self, actor_id: _Optional[str] = ..., sequence: _Optional[int] = ..., params_version: _Optional[int] = ..., observations: _Optional[_Union[Tensor, _Mapping]] = ..., terminated: _Optional[_Union[Tensor, _Mapping]] = ..., truncated: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., behaviour_logits: _Optional[_Union[Tensor, _Mapping]] = ..., core_state: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., episode_returns: _Optional[_Union[Tensor, _Mapping]] = ..., episode_lengths: _Optional[_Union[Tensor, _Mapping]] = ..., incarnation: _Optional[int] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, actor_id: _Optional[str] = ..., sequence: _Optional[int] = ..., params_version: _Optional[int] = ..., observations: _Optional[_Union[Tensor, _Mapping]] = ..., terminated: _Optional[_Union[Tensor, _Mapping]] = ..., truncated: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., behaviour_logits: _Optional[_Union[Tensor, _Mapping]] = ..., core_state: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., episode_returns: _Optional[_Union[Tensor, _Mapping]] = ..., episode_lengths: _Optional[_Union[Tensor, _Mapping]] = ..., incarnation: _Optional[int] = ..., frame_history: _Optional[_Union[Tensor, _Mapping]] = ..., gradients: _Optional[_Iterable[_Union[Param, _Mapping]]] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class UploadReply(_message.Message):
     __slots__ = ("learner_version",)

@@ -1,0 +1,147 @@
+"""A3C beside IMPALA, and the other environments, on the real programs: A3C's gradients
+through a real server (checked, counted, applied), then whole runs as subprocesses."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import grpc
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, free_port, upload
+from impala import acting, codec, learning, losses, server
+from impala.client import LearnerClient
+from impala.config import Config
+
+
+@pytest.fixture
+def a3c_server(small_config):
+  config = dataclasses.replace(small_config, algorithm="a3c", max_policy_lag=3)
+  learner = learning.Learner(config)
+  grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+  yield learner, port
+  grpc_server.stop(grace=None).wait()
+  learner.close()
+
+
+def a3c_actor(port: int) -> acting.Actor:
+  """An actor set up from the learner's handshake, as `Actor.run` does it."""
+  config = Config(grpc_host=f"127.0.0.1:{port}", rpc_timeout=10.0)
+  client = LearnerClient(config)
+  _, run_config = client.hello("a3c-actor")
+  client.close()
+  actor = acting.Actor(config)
+  actor.prepare(run_config)
+  return actor
+
+
+def test_a3c_actor_sends_gradients_and_the_learner_applies_each(a3c_server):
+  learner, port = a3c_server
+  learner.compile()
+  actor = a3c_actor(port)
+  assert actor.run_config.algorithm == "a3c" and actor.run_config.discount == 0.99
+  client = LearnerClient(actor.config)
+  version, params = client.decode_weights(client.weights("a3c-actor", 0).result())
+  unrolls = [actor.unroll(params, version) for _ in range(3)]
+  sent = [actor.encode(client, unroll, info, params) for unroll, info in unrolls]
+  client.close()
+  # What went out is the gradient of the A3C loss on the unroll, and no trajectory.
+  loss = losses.make(actor.run_config, actor.network.unroll)
+  expected = jax.grad(loss, has_aux=True)(params, unrolls[0][0])[0]
+  gradients, _ = codec.decode_unroll(sent[0])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
+               gradients, jax.device_get(expected))  # jitted vs not: last bits differ
+  assert len(sent[0]) < 50_000
+  assert len(upload(port, *sent)) == 3
+  before = learner.params_for_actor()[1]
+  assert [learner.step(timeout=10) for _ in range(3)] == [True] * 3
+  assert learner.version == version + 3 and learner.stats.updates == 3
+  assert learner.stats.frames == 3 * actor.run_config.unroll_length * actor.run_config.num_envs
+  after = learner.params_for_actor()[1]
+  assert not np.array_equal(after["policy"]["w"], before["policy"]["w"])
+
+
+def test_bad_gradients_and_the_wrong_kind_of_upload_are_refused(a3c_server, small_config):
+  learner, port = a3c_server
+  actor = a3c_actor(port)
+  params = learner.params_for_actor()[1]
+  unroll, info = actor.unroll(params, 1)
+  grads = jax.device_get(actor.gradient(params, unroll))
+  good = codec.encode_gradients(grads, info)
+
+  def with_leaf(value):
+    changed = {m: dict(leaves) for m, leaves in grads.items()}
+    changed["value"]["b"] = value
+    return codec.encode_gradients(changed, info)
+
+  missing = {m: leaves for m, leaves in grads.items() if m != "value"}
+  cases = [(with_leaf(np.zeros(2, np.float32)), "gradients: value/b: expected float32[1], got "
+            "float32[2]"),
+           (with_leaf(np.full(1, np.nan, np.float32)), "gradients: value/b: contains NaN or "
+            "infinity"),
+           (codec.encode_gradients(missing, info), "gradients: value/b missing"),
+           (codec.encode_unroll(unroll, info), "trajectory: this learner trains a3c, whose "
+            "actors send gradients")]
+  for message, details in cases:
+    with pytest.raises(grpc.RpcError) as e:
+      upload(port, good, message)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == details
+  # Too old: the learner is 4 versions past the parameters that took it.
+  learner.version = 5
+  stale = codec.encode_gradients(grads, info._replace(sequence=info.sequence + 1))
+  assert len(upload(port, stale)) == 1
+  assert learner.stats.accounting() == dict(
+      received=9, accepted=1, duplicates=3, stale=1, abandoned=0,
+      rejected=dict(wrong_shape=2, not_finite=1, wrong_algorithm=1))
+
+
+def test_an_impala_learner_refuses_gradients(learner_server, small_config):
+  learner, port = learner_server
+  params = learner.params_for_actor()[1]
+  actor = acting.Actor(small_config)
+  actor.prepare(small_config)
+  _, info = actor.unroll(params, 1)
+  with pytest.raises(grpc.RpcError) as e:
+    upload(port, codec.encode_gradients(params, info))
+  assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+  assert e.value.details() == ("gradients: this learner trains impala, whose actors send "
+                               "trajectories")
+
+
+def run(*args: str, timeout: float) -> dict:
+  """learner_server.py with 2 local actors; its summary."""
+  proc = subprocess.run([sys.executable, "learner_server.py", "--local-actors", "2", "--port",
+                         str(free_port()), *args], cwd=ROOT, capture_output=True, text=True,
+                        timeout=timeout)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  counts = result["unrolls"]
+  assert counts["received"] == (counts["accepted"] + counts["duplicates"] + counts["stale"]
+                                + sum(counts["rejected"].values()) + counts["abandoned"])
+  assert len(result["unrolls_by_actor"]) == 2
+  return result
+
+
+def test_a3c_learns_cartpole():
+  result = run("--algorithm", "a3c", "--seed", "0", "--stop-at-return", "475",
+               "--max-seconds", "120", timeout=180)
+  assert result["reached_target"] and result["return_mean_100"] >= 475, result
+
+
+def test_impala_learns_catch():
+  result = run("--env-id", "bsuite/catch", "--rmsprop-eps", "1e-5", "--seed", "0",
+               "--stop-at-return", "0.9", "--max-seconds", "120", timeout=180)
+  assert result["reached_target"] and result["return_mean_100"] >= 0.9, result
+
+
+def test_atari_with_the_deep_network_trains_end_to_end():
+  """Pong, 2 actors of 4 environments, the deep torso: 20 updates of 2 unrolls of 20 steps."""
+  result = run("--env-id", "ALE/Pong-v5", "--torso", "deep", "--num-envs", "4",
+               "--unroll-length", "20", "--batch-size", "2", "--max-abs-reward", "1",
+               "--max-frames", str(20 * 2 * 4 * 20), "--max-seconds", "240", timeout=300)
+  assert result["stop_reason"] == "max_frames" and result["updates"] >= 20, result
+  assert result["unrolls"]["rejected"] == {}
