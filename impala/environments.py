@@ -19,12 +19,15 @@ their true final observation.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
+
+from impala.config import ConfigError
 
 
 class EnvSpec(NamedTuple):
@@ -69,8 +72,11 @@ def make(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vect
 
 
 def _atari(game: str, num_envs: int, env_kwargs: dict) -> gym.vector.VectorEnv:
+  from ale_py.roms import get_all_rom_ids
   from ale_py.vector_env import AtariVectorEnv
   rom = re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()  # SpaceInvaders -> space_invaders
+  if rom not in get_all_rom_ids():
+    raise ValueError(f"ale-py has no game {game} (ROM {rom!r})")
   return _AtariLayout(AtariVectorEnv(rom, num_envs, **{**ATARI_DEFAULTS, **env_kwargs}))
 
 
@@ -99,8 +105,13 @@ def spec_of(envs: gym.vector.VectorEnv) -> EnvSpec:
 
 
 def describe(env_id: str, env_kwargs: dict | None = None) -> EnvSpec:
-  """The spec of an environment, from one throwaway copy."""
-  envs = make(env_id, 1, env_kwargs=env_kwargs)
+  """The spec of an environment, from one throwaway copy; ConfigError if there is none."""
+  try:
+    envs = make(env_id, 1, env_kwargs=env_kwargs)
+  except (gym.error.Error, ImportError, ValueError, TypeError, RuntimeError) as e:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ConfigError(f"bad value for --env-id/--env-kwargs: cannot make {env_id!r} with "
+                      f"{json.dumps(env_kwargs or {})}: {reason}") from None
   try:
     return spec_of(envs)
   finally:

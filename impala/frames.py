@@ -26,13 +26,14 @@ def rebuild(frames: np.ndarray, history: np.ndarray, done: np.ndarray) -> np.nda
   t1, n = frames.shape[:2]
   k = history.shape[-1] + 1
   sequence = np.concatenate([np.moveaxis(history, -1, 0), frames])  # [K-1 + T+1, N, H, W]
+  # Window t of the sequence is stack t, newest frame last: one copy of a strided view.
+  stacks = np.lib.stride_tricks.sliding_window_view(sequence, k, axis=0).copy()
   steps = np.arange(t1)[:, None]
   starts = np.zeros((t1, n), bool)
   starts[1:] = done[:-1]
   # The newest episode start at or before each step; -K where there is none in the unroll
   # (obs_0's history already holds the right frames).
   start = np.maximum.accumulate(np.where(starts, steps, -k), axis=0)
-  times = steps[..., None] + np.arange(1 - k, 1)                   # [T+1, 1, K]: time of each frame
-  stacks = sequence[times + k - 1, np.arange(n)[None, :, None]]    # [T+1, N, K, H, W]
-  stacks[times < start[..., None]] = 0
-  return np.ascontiguousarray(np.moveaxis(stacks, 2, -1))
+  times = steps[..., None] + np.arange(1 - k, 1)  # [T+1, 1, K]: the step of each frame
+  np.moveaxis(stacks, -1, 2)[times < start[..., None]] = 0
+  return stacks

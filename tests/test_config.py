@@ -38,6 +38,9 @@ def test_flags_override_environment_which_overrides_defaults():
      "learner 0's host:port"),
     (["--advertise-address", "learner-1"], "bad value for --advertise-address: 'learner-1' "
      "(must be host:port)"),
+    (["--algorithm", "ppo"], "bad value for --algorithm: 'ppo' (allowed: impala, a3c)"),
+    (["--algorithm", "a3c", "--num-learners", "2", "--coordinator-address", "h:7000"],
+     "bad value for --num-learners: 2 (a3c runs with one learner)"),
 ])
 def test_bad_values_name_the_flag_and_what_is_allowed(argv, message):
   with pytest.raises(ConfigError) as e:
@@ -52,6 +55,22 @@ def test_entry_points_print_one_line_and_exit_non_zero(script):
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert lines == [f"{script}: error: bad value for --unroll-length: -3 (must be > 0)"]
+
+
+@pytest.mark.parametrize("args,reason", [
+    (["--env-id", "Nope-v0"], "cannot make 'Nope-v0' with {}: Environment `Nope` doesn't exist."),
+    (["--env-id", "ALE/Pongg-v5"], "cannot make 'ALE/Pongg-v5' with {}: ale-py has no game "
+     "Pongg (ROM 'pongg')"),
+    (["--env-id", "ALE/Pong-v5", "--env-kwargs", '{"lives": 3}'],
+     """cannot make 'ALE/Pong-v5' with {"lives": 3}: """),
+])
+def test_an_environment_that_cannot_be_made_is_one_line(args, reason):
+  result = subprocess.run([sys.executable, "learner_server.py", "--port", "0", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+  assert result.returncode == 2
+  [line] = [x for x in result.stderr.strip().splitlines() if "error" in x.lower()]
+  assert line.startswith("learner_server.py: error: bad value for --env-id/--env-kwargs: "
+                         + reason), line
 
 
 def test_port_in_use_is_one_line():
