@@ -4,8 +4,8 @@ environment, and the adapter that makes any dm_env environment a gymnasium one.
 Catch is ported from bsuite 0.3.6 (bsuite/environments/catch.py, Apache 2.0) rather
 than imported: importing bsuite pulls in pandas and scikit-image (hundreds of MB in the
 images), and its scikit-image needs a networkx that the checkov pin refuses.
-tests/test_environments.py checks the port step for step against bsuite where it is
-installed.
+tests/test_environments.py checks the port step for step against bsuite itself, run in a
+virtual environment of its own (.ci/run makes it).
 """
 
 from __future__ import annotations

@@ -282,7 +282,6 @@ def encode_setup(config: Config, run_id: str, actor_index: int, seed: int) -> pb
       **{name: getattr(config, name) for name in ACTOR_LOSS_SETTINGS})
 
 
-
 def decode_setup(setup: pb.Setup, config: Config) -> Config:
   """The actor's config: its own settings with the run's settings from the learner."""
   return dataclasses.replace(

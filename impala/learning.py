@@ -324,8 +324,9 @@ class Learner:
 
   def enqueue(self, unroll: types.Unroll | dict, info: types.UnrollInfo,
               keep_waiting: Callable[[], bool] = lambda: True) -> str | None:
-    """Checks an unroll (A3C: the gradients taken on it) and queues it for training; returns "accepted", "duplicate" (taken
-    before: dropped) or "stale" (dropped), or None when it was abandoned.
+    """Checks an unroll (A3C: the gradients taken on it) and queues it for training;
+    returns "accepted", "duplicate" (taken before: dropped) or "stale" (dropped), or None
+    when it was abandoned.
 
     While the queue is full it waits (the backpressure that slows actors down), for as
     long as `keep_waiting()` holds and the learner runs. Raises InvalidUnroll.

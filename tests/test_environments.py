@@ -1,10 +1,15 @@
 """Atari through ale-py, the stacked-frame wire scheme, and Catch through the dm_env adapter."""
 
+import json
+import os
+import subprocess
+
 import dm_env
 import jax
 import numpy as np
 import pytest
 
+from conftest import ROOT
 from impala import acting, catch, codec, environments, frames
 from impala.config import Config
 
@@ -119,12 +124,31 @@ def test_adapter_tells_a_truncation_from_a_termination():
   assert env.step(0)[1:4] == (1.0, False, True)
 
 
+BSUITE_PYTHON = os.path.join(ROOT, ".venv-bsuite", "bin", "python")
+BSUITE_CATCH = """
+import json, sys
+from bsuite.environments import catch
+env, steps = catch.Catch(seed=3), []
+for action in [None] + json.loads(sys.argv[1]):
+  step = env.reset() if action is None else env.step(action)
+  steps.append([int(step.step_type), step.reward, step.discount, step.observation.tolist()])
+print(json.dumps(steps))
+"""
+
+
 def test_catch_port_steps_like_bsuite():
-  """Skipped where bsuite is not installed (it is not in requirements: see catch.py)."""
-  bsuite_catch = pytest.importorskip("bsuite.environments.catch")
-  ours, theirs = catch.Catch(seed=3), bsuite_catch.Catch(seed=3)
-  actions = np.random.default_rng(0).integers(0, 3, 200)
-  for step in [lambda env: env.reset()] + [lambda env, a=a: env.step(int(a)) for a in actions]:
-    a, b = step(ours), step(theirs)
-    assert (a.step_type, a.reward, a.discount) == (b.step_type, b.reward, b.discount)
-    np.testing.assert_array_equal(a.observation, b.observation)
+  """bsuite itself runs in a virtual environment of its own, .venv-bsuite, which .ci/run
+  makes (it is not in the requirements: see catch.py); skipped where there is none."""
+  if not os.path.exists(BSUITE_PYTHON):
+    message = "no .venv-bsuite with bsuite (.ci/run makes it)"
+    if os.environ.get("CI") == "true":
+      pytest.fail(message)
+    pytest.skip(message)
+  actions = np.random.default_rng(0).integers(0, 3, 200).tolist()
+  done = subprocess.run([BSUITE_PYTHON, "-c", BSUITE_CATCH, json.dumps(actions)],
+                        capture_output=True, text=True, timeout=120, check=True)
+  env, ours = catch.Catch(seed=3), []
+  for action in [None] + actions:
+    step = env.reset() if action is None else env.step(action)
+    ours.append([int(step.step_type), step.reward, step.discount, step.observation.tolist()])
+  assert ours == json.loads(done.stdout)

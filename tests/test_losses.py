@@ -94,3 +94,23 @@ def test_reward_clipping(max_abs_reward, expected):
   batch = make_batch([10.0], terminated=[False, True])
   _, grads = loss_parts([0.0, 0.0], batch, max_abs_reward=max_abs_reward)
   np.testing.assert_allclose(baseline_errors(grads, 1), [expected], rtol=1e-5)
+
+
+def test_a3c_ignores_behaviour_logits_and_takes_n_step_returns():
+  """On policy (A3C): the same targets as an on-policy IMPALA batch, whatever the logits the
+  batch carries, and the gradient also flows through the policy of every step."""
+  values = [0.5, 1.0, 2.0, 4.0]
+  logits = [[0.3, -0.2]] * 4
+  # Action 1 was near certain under the stale logits: off policy, rho would be about 0.4.
+  stale = make_batch([1.0, 1.0, 1.0], behaviour_logits=[[-3.0, 3.0]] * 3, actions=[1, 1, 1])
+  a3c, a3c_grads = loss_parts(values, stale, logits=logits, on_policy=True)
+  reference, reference_grads = loss_parts(
+      values, make_batch([1.0, 1.0, 1.0], behaviour_logits=logits[:3], actions=[1, 1, 1]),
+      logits=logits)
+  np.testing.assert_allclose(a3c["mean_rho"], 1.0, rtol=1e-6)
+  for name in ("baseline_loss", "policy_loss", "loss"):
+    np.testing.assert_allclose(a3c[name], reference[name], rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), a3c_grads,
+               reference_grads)
+  off_policy, _ = loss_parts(values, stale, logits=logits)
+  assert not np.isclose(off_policy["policy_loss"], a3c["policy_loss"])
