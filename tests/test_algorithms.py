@@ -64,7 +64,7 @@ def test_a3c_actor_sends_gradients_and_the_learner_applies_each(a3c_server):
   assert not np.array_equal(after["policy"]["w"], before["policy"]["w"])
 
 
-def test_bad_gradients_and_the_wrong_kind_of_upload_are_refused(a3c_server, small_config):
+def test_bad_gradients_and_the_wrong_kind_of_upload_are_refused(a3c_server):
   learner, port = a3c_server
   actor = a3c_actor(port)
   params = learner.params_for_actor()[1]
