@@ -44,7 +44,7 @@ def _wait_until(check, seconds: float, what: str):
   deadline = time.monotonic() + seconds
   while not check():
     if time.monotonic() > deadline:
-      raise TimeoutError(what)
+      raise TimeoutError(what() if callable(what) else what)
     time.sleep(0.2)
 
 
@@ -75,8 +75,15 @@ def slurm(tmp_path_factory):
         subprocess.run(["mungekey", "--create"], check=True)
       subprocess.run("mkdir -p /run/munge && chown -R munge:munge /etc/munge /var/lib/munge "
                      "/var/log/munge /run/munge", shell=True, check=True)
-      started.append(subprocess.Popen(["/usr/sbin/munged", "--foreground"], user="munge"))
-      _wait_until(_munge_works, 20, "munged did not start")
+      # setpriv drops to munge, not Popen(user=...): that makes Python fork() instead of
+      # vfork(), and gRPC's fork handlers then restart its poller in the child, which
+      # aborts when the child closes the poller's descriptors (seen in CI: munged never ran).
+      log = directory / "munged.log"
+      with open(log, "wb") as out:
+        started.append(subprocess.Popen(
+            ["setpriv", "--reuid=munge", "--regid=munge", "--init-groups",
+             "/usr/sbin/munged", "--foreground"], stdout=out, stderr=subprocess.STDOUT))
+      _wait_until(_munge_works, 20, lambda: f"munged did not start: {log.read_text()!r}")
     for daemon in ("slurmctld", "slurmd"):
       started.append(subprocess.Popen([daemon, "-D", "-f", str(conf)], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
