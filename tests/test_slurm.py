@@ -40,7 +40,8 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubsc
 """
 
 
-def _wait_until(check, seconds: float, what: str):
+def _wait_until(check, seconds: float, what):
+  """Polls check() until it holds; past the deadline, raises with what (or what())."""
   deadline = time.monotonic() + seconds
   while not check():
     if time.monotonic() > deadline:
