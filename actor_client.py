@@ -4,7 +4,7 @@
 """
 import sys
 
-from impala import acting
+from impala.actor import program
 
 if __name__ == "__main__":
-  sys.exit(acting.main())
+  sys.exit(program.main())

@@ -9,7 +9,7 @@ import time
 
 STARTED = time.monotonic()  # "seconds" in the summary count from here, imports included
 
-from impala import training  # noqa: E402
+from impala.learner import program  # noqa: E402
 
 if __name__ == "__main__":
-  sys.exit(training.main(started=STARTED))
+  sys.exit(program.main(started=STARTED))

@@ -1,6 +1,6 @@
-"""Item 4: actor overhead. Frames/s of one actor connected to a real learner (a
+"""Actor overhead. Frames/s of one actor connected to a real learner (a
 `learner_server.py` process, training on what it receives) against the bare loop of
-the same environments and jitted policy, no learner (item 1's baseline).
+the same environments and jitted policy, no learner.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 import time
 
 from benchmarks import common
-from impala import acting
+from impala.actor import Session
 from impala.config import Config
 
 NUM_ENVS = (32, 64)
@@ -24,20 +24,20 @@ def connected_frames_per_second(num_envs: int) -> float:
   learner = subprocess.Popen([sys.executable, "learner_server.py", "--port", str(port),
                               "--num-envs", str(num_envs), "--max-seconds", "120"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  actor = acting.Actor(Config(grpc_host=f"127.0.0.1:{port}", actor_id="bench"))
+  actor = Session(Config(grpc_host=f"127.0.0.1:{port}", actor_id="bench"))
   stop = threading.Event()
   thread = threading.Thread(target=actor.run, args=(stop,))
   thread.start()
   try:
     deadline = time.monotonic() + 120
-    while actor.frames == 0:  # connected, set up from the handshake, first unroll done
+    while actor.rollout is None or actor.rollout.frames == 0:  # connected, set up from the handshake, first unroll done
       if time.monotonic() > deadline or learner.poll() is not None:
         raise RuntimeError("the actor never got going")
       time.sleep(0.1)
     time.sleep(WARMUP)
-    t0, f0 = time.monotonic(), actor.frames
+    t0, f0 = time.monotonic(), actor.rollout.frames
     time.sleep(WINDOW)
-    return (actor.frames - f0) / (time.monotonic() - t0)
+    return (actor.rollout.frames - f0) / (time.monotonic() - t0)
   finally:
     stop.set()
     thread.join(timeout=30)

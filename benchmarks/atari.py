@@ -12,8 +12,9 @@ import argparse
 import jax
 
 from benchmarks import common
-from impala import acting, codec
+from impala.actor import Session
 from impala.config import Config
+from impala.transport import codec
 
 ENV = "ALE/Pong-v5"
 TORSOS = ("shallow", "deep")
@@ -27,9 +28,9 @@ def atari_config(torso: str) -> Config:
 
 def bytes_per_frame(config: Config, unrolls: int = 5) -> tuple[float, float]:
   """(bytes per frame with each frame sent once, with whole stacks), over real unrolls."""
-  actor = acting.Actor(config)
+  actor = Session(config)
   actor.prepare(config)
-  params = actor.network.init(jax.random.PRNGKey(0))
+  params = actor.rollout.network.init(jax.random.PRNGKey(0))
   sent = full = 0
   for _ in range(unrolls):
     unroll, info = actor.unroll(params, 1)

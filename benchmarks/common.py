@@ -20,8 +20,10 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from impala import acting, learning, server, training
+from impala.actor import Rollout
 from impala.config import Config
+from impala.learner import Learner, batcher, program
+from impala.transport import server
 
 PACKAGES = ("jax", "jaxlib", "dm-haiku", "rlax", "optax", "numpy", "grpcio", "protobuf",
             "gymnasium")
@@ -82,22 +84,21 @@ def acting_frames_per_second(config: Config, seconds: float) -> float:
   The best of three windows of `seconds` / 3 after a second of warm-up: a baseline is
   the fastest the loop goes, so a slow moment of the machine cannot flatter the ratio.
   """
-  actor = acting.Actor(config)
-  actor.prepare(config)
-  params = jax.device_put(actor.network.init(jax.random.PRNGKey(0)))
+  rollout = Rollout(config)
+  params = jax.device_put(rollout.network.init(jax.random.PRNGKey(0)))
   warm = time.perf_counter() + 1.0  # compiles, then settles
   while time.perf_counter() < warm:
-    actor.unroll(params, 0)
+    rollout.unroll(params)
   rates = []
   for _ in range(3):
-    frames, start = actor.frames, time.perf_counter()
+    frames, start = rollout.frames, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds / 3:
-      actor.unroll(params, 0)
-    rates.append((actor.frames - frames) / elapsed)
+      rollout.unroll(params)
+    rates.append((rollout.frames - frames) / elapsed)
   return max(rates)
 
 
-def steady_rates(learner: learning.Learner, warmup: float, window: float) -> dict:
+def steady_rates(learner: Learner, warmup: float, window: float) -> dict:
   """Runs the learner's update loop here for `warmup`, then `window` seconds; returns the
   per-second rates of its frames, updates and accepted unrolls over the window."""
   marks = []
@@ -105,9 +106,8 @@ def steady_rates(learner: learning.Learner, warmup: float, window: float) -> dic
     end = time.monotonic() + seconds
     while time.monotonic() < end:
       learner.step()
-    with learner.lock:
-      s = learner.stats
-      marks.append((time.monotonic(), s.frames, s.updates, s.accepted))
+    s = learner.snapshot()
+    marks.append((time.monotonic(), s.frames, s.updates, s.accepted))
   (t0, *first), (t1, *last) = marks
   return {name: (b - a) / (t1 - t0)
           for name, a, b in zip(("frames", "updates", "unrolls"), first, last)}
@@ -119,9 +119,11 @@ def learning_rates(config: Config, actors: int, warmup: float, window: float) ->
   Counted from the learner's side: frames and updates the learner trained on during
   `window` seconds, starting `warmup` seconds after its first update.
   """
-  learner = learning.Learner(config)
+  batcher.keep_freed_memory()
+  learner = Learner(config)
+  learner.start()
   grpc_server, port, _ = server.create_server(learner, 0)
-  children = training.start_local_actors(actors, port)
+  children = program.start_local_actors(actors, port)
   try:
     learner.compile()
     deadline = time.monotonic() + 120
@@ -129,11 +131,10 @@ def learning_rates(config: Config, actors: int, warmup: float, window: float) ->
       if time.monotonic() > deadline:
         raise RuntimeError("no update within 120 s: did the actors start?")
     rates = steady_rates(learner, warmup, window)
-    with learner.lock:
-      lag, returns = learner.stats.policy_lag, learner.stats.return_mean_100
+    s = learner.snapshot()
     return dict(frames_per_second=rates["frames"], updates_per_second=rates["updates"],
-                policy_lag=lag, return_mean_100=returns)
+                policy_lag=s.policy_lag, return_mean_100=s.return_mean_100)
   finally:
-    training.stop_processes(children)
+    program.stop_processes(children)
     grpc_server.stop(grace=None).wait()
     learner.close()

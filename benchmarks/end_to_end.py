@@ -1,4 +1,4 @@
-"""Item 1: end to end. Steady-state frames/s a real learner trains on, CartPole-v1, with
+"""End to end. Steady-state frames/s a real learner trains on, CartPole-v1, with
 1, 2 and 4 local actor processes and several environments per actor, learning on.
 
 Baseline, same run: the same environments stepped with the same jitted policy in one

@@ -1,4 +1,4 @@
-"""Item 2: learner ingest. Synthetic actors (processes, no environment) send ready-made
+"""Learner ingest. Synthetic actors (processes, no environment) send ready-made
 CartPole-sized and Atari-sized (84x84x4 uint8) unrolls as fast as the learner takes them;
 the learner decodes, checks, queues and batches them, with its update replaced by a
 no-op so that the figure is the ingest path alone.
@@ -9,16 +9,13 @@ learner drops resent ones), for the learner and the baselines alike.
 Baselines, same run: the same serialized bytes, length-prefixed, from the same number
 of sender processes over a plain loopback TCP socket into fresh buffers; and the
 ceilings of grpcio itself, bare gRPC servers whose handlers drop the bytes: with one
-stream per sender (what Upload is) and with unary calls (what it was: the measurement
-that chose streams).
+stream per sender (what Upload is) and with unary calls (why Upload is a stream).
 """
 
 from __future__ import annotations
 
-import itertools
 import multiprocessing
 import queue
-import random
 import socket
 import struct
 import threading
@@ -26,14 +23,16 @@ import time
 from concurrent import futures
 
 import grpc
-import numpy as np
 
 from benchmarks import common
-from impala import acting, codec, environments, learning, server, types
+from impala import actor as actor_lib
+from impala import algorithms, distributed, environments, networks, specs, testing
 from impala.config import Config
+from impala.learner import Learner, batcher
+from impala.transport import codec, credentials, server
 
 SENDERS = 2
-IN_FLIGHT = acting.MAX_IN_FLIGHT + 1  # unanswered unrolls per sender, as a real actor keeps
+IN_FLIGHT = actor_lib.MAX_IN_FLIGHT + 1  # unanswered unrolls per sender, as a real actor keeps
 WARMUP, WINDOW = 1.0, 4.0
 SIZES = {
     "cartpole": Config(),
@@ -41,37 +40,21 @@ SIZES = {
 }
 
 
-def make_unroll(config: Config, spec) -> tuple[types.Unroll, types.UnrollInfo]:
+def make_unroll(config: Config) -> tuple[specs.Unroll, specs.UnrollInfo]:
   """An unroll of the configured shape, with random contents."""
-  rng = np.random.default_rng(0)
-  t, n, a = config.unroll_length, config.num_envs, spec.num_actions
-  shape = (t + 1, n) + spec.observation_shape
-  if spec.observation_dtype == np.uint8:
-    obs = rng.integers(0, 256, shape, dtype=np.uint8)
-  else:
-    obs = rng.normal(size=shape).astype(spec.observation_dtype)
-  unroll = types.Unroll(obs, np.zeros((t + 1, n), bool), np.zeros((t + 1, n), bool),
-                        rng.integers(0, a, (t, n)).astype(np.int32),
-                        np.ones((t, n), np.float32),
-                        rng.normal(size=(t, n, a)).astype(np.float32), ())
-  info = types.UnrollInfo("sender", 0, 0, np.zeros(0, np.float32), np.zeros(0, np.int32))
-  return unroll, info
+  spec = specs.UnrollSpec.for_run(config, environments.describe(config.env_id))
+  return testing.random_unroll(spec), testing.info("sender")
 
 
-def messages(template: tuple[types.Unroll, types.UnrollInfo], actor_id: str = "sender"):
-  """Endless serialized unrolls, each a new one (the learner drops resends): the template
-  with a fresh incarnation and the next sequence number, encoded as an actor does."""
-  unroll, info = template
-  info = info._replace(actor_id=actor_id, incarnation=random.SystemRandom().getrandbits(64))
-  for sequence in itertools.count():
-    yield codec.encode_unroll(unroll, info._replace(sequence=sequence))
+def messages(template: tuple[specs.Unroll, specs.UnrollInfo]):
+  return testing.messages(*template)
 
 
 def stream_sender(target: str, template, max_bytes: int, stop,
-                  method: str = f"/{server.SERVICE_NAME}/Upload"):
+                  method: str = codec.method("Upload")):
   """Sends unrolls on one upload stream, IN_FLIGHT unanswered at most, until `stop` is set."""
   new = messages(template)
-  with grpc.insecure_channel(target, options=server.channel_options(max_bytes)) as channel:
+  with grpc.insecure_channel(target, options=credentials.channel_options(max_bytes)) as channel:
     outbox = queue.SimpleQueue()
     for _ in range(IN_FLIGHT):
       outbox.put(next(new))
@@ -82,7 +65,7 @@ def stream_sender(target: str, template, max_bytes: int, stop,
 def unary_sender(target: str, template, max_bytes: int, stop):
   """Sends unrolls in unary calls, IN_FLIGHT outstanding at most, until `stop` is set."""
   new = messages(template)
-  with grpc.insecure_channel(target, options=server.channel_options(max_bytes)) as channel:
+  with grpc.insecure_channel(target, options=credentials.channel_options(max_bytes)) as channel:
     upload = channel.unary_unary("/bench.Bare/Upload")
     in_flight = []
     while not stop.is_set():
@@ -121,11 +104,10 @@ def stop_senders(stop, procs):
 def grpc_ingest(config: Config, template, train: bool = False) -> tuple[float, float]:
   """(unrolls/s accepted, batches/s taken by the update loop) of a learner fed unrolls like
   `template` as fast as SENDERS processes can send them; without `train` the update is a no-op."""
-  learner = learning.Learner(config)
-  if train:
-    learner.compile()
-  else:
-    learner._sgd_step = lambda state, batch, control: (state, {}, control)  # ingest only: no training
+  batcher.keep_freed_memory()
+  learner = Learner(config, algorithm=None if train else ingest_only(config))
+  learner.start()
+  learner.compile()
   grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
   stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", template,
                               config.max_message_bytes)
@@ -136,6 +118,14 @@ def grpc_ingest(config: Config, template, train: bool = False) -> tuple[float, f
     stop_senders(stop, procs)
     grpc_server.stop(grace=None).wait()
     learner.close()
+
+
+def ingest_only(config: Config) -> algorithms.Algorithm:
+  """The configured algorithm with a no-op update: the learner only takes in uploads."""
+  env = environments.describe(config.env_id)
+  real = algorithms.make(config, networks.for_run(config, env),
+                         specs.UnrollSpec.for_run(config, env), distributed.make_mesh())
+  return real._replace(update=lambda state, batch, control: (state, {}, control))
 
 
 def bare_grpc_ingest(template, max_bytes: int, stream: bool = False) -> float:
@@ -151,7 +141,7 @@ def bare_grpc_ingest(template, max_bytes: int, stream: bool = False) -> float:
       received[0] += 1
       yield b""
 
-  bare = grpc.server(futures.ThreadPoolExecutor(16), options=server.channel_options(max_bytes))
+  bare = grpc.server(futures.ThreadPoolExecutor(16), options=credentials.channel_options(max_bytes))
   bare.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Bare", {
       "Upload": grpc.unary_unary_rpc_method_handler(upload),
       "UploadStream": grpc.stream_stream_rpc_method_handler(upload_stream)})])
@@ -216,8 +206,7 @@ def main():
   common.register_atari_shaped()
   comparisons, details = [], {}
   for size, config in SIZES.items():
-    spec = environments.describe(config.env_id)
-    template = make_unroll(config, spec)
+    template = make_unroll(config)
     frames = config.unroll_length * config.num_envs
     mb = len(next(messages(template))) / 1e6
     unrolls, batches = grpc_ingest(config, template)

@@ -1,4 +1,4 @@
-"""Item 5: learner pipeline. Updates/s of the learner fed over gRPC, by real actors (2 local
+"""Learner pipeline. Updates/s of the learner fed over gRPC, by real actors (2 local
 actor processes, the default setup) and by synthetic actors that send ready-made
 CartPole unrolls as fast as the learner takes them.
 
@@ -12,7 +12,7 @@ import time
 import jax
 
 from benchmarks import common, ingest
-from impala import distributed, environments, learning, losses
+from impala import algorithms, distributed, environments, losses, networks, specs
 from impala.config import Config
 
 ACTORS, WARMUP, WINDOW = 2, 3.0, 6.0
@@ -23,14 +23,15 @@ def seconds_per_update(config: Config, updates: int) -> float:
   `updates` calls. Over the mesh of all learners when run in each of several learner
   processes (all run the same count: the updates are collective)."""
   spec = environments.describe(config.env_id, config.env_kwargs)
-  network = learning.make_network(config, spec)
-  optimizer = learning.make_optimizer(config)
+  network = networks.for_run(config, spec)
+  optimizer = algorithms.make_optimizer(config)
   mesh = distributed.make_mesh()
-  sgd_step = learning.make_sgd_step(losses.make(config, network.unroll), optimizer, mesh)
+  sgd_step = algorithms.make_sgd_step(losses.make(config, network.unroll), optimizer, mesh)
   params = distributed.local(network.init(jax.random.PRNGKey(0)))
-  state = distributed.replicate(mesh, learning.initial_state(params, optimizer))
-  batch = distributed.shard_batch(mesh, learning.dummy_batch(config, spec, network))
-  control = distributed.per_device(mesh, learning.WITH_A_BATCH)
+  state = distributed.replicate(mesh, algorithms.initial_state(params, optimizer))
+  zeros = specs.UnrollSpec.for_run(config, spec).zeros(config.num_envs * config.batch_size)
+  batch = distributed.shard_batch(mesh, zeros)
+  control = distributed.per_device(mesh, algorithms.WITH_A_BATCH.row())
   state = jax.block_until_ready(sgd_step(state, batch, control))[0]  # compiles
   start = time.perf_counter()
   for _ in range(updates):
@@ -43,7 +44,7 @@ def main():
   config = Config()
   baseline = 1.0 / seconds_per_update(config, 1000)
   actors = common.learning_rates(config, ACTORS, WARMUP, WINDOW)
-  template = ingest.make_unroll(config, environments.describe(config.env_id))
+  template = ingest.make_unroll(config)
   unrolls, updates = ingest.grpc_ingest(config, template, train=True)
   comparisons = [
       common.comparison(f"fed by {ACTORS} local actors", "updates/s",

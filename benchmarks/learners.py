@@ -27,7 +27,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from benchmarks import common, learner_pipeline
-from impala import distributed, environments, learning
+from impala import distributed, environments, networks
 from impala.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,7 +102,7 @@ def worker(index: int, count: int, coordinator: int, network: str):
   common.register_atari_shaped()
   updates = NETWORKS[network][1]
   spec = environments.describe(config.env_id)
-  params = jax.eval_shape(learning.make_network(config, spec).init, jax.random.PRNGKey(0))
+  params = jax.eval_shape(networks.for_run(config, spec).init, jax.random.PRNGKey(0))
   size = sum(x.size for x in jax.tree.leaves(params))
   print(json.dumps(dict(update_s=learner_pipeline.seconds_per_update(config, updates),
                         all_reduce_s=all_reduce_seconds(distributed.make_mesh(), size, 100),

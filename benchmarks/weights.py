@@ -1,8 +1,8 @@
-"""Item 3: weights. Serialize + deserialize the parameters of the CartPole MLP and of the
+"""Weights. Serialize + deserialize the parameters of the CartPole MLP and of the
 IMPALA deep network, and one full "actor asks, learner answers" fetch over gRPC.
 
 Baselines, same run: a numpy copy of the same bytes (one contiguous buffer), and the
-approach of the project this one replaces, every float a repeated protobuf field
+seed-style encoding, every float a repeated protobuf field
 (re-implemented below in a few lines, with a message type built at run time).
 """
 
@@ -16,9 +16,11 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from benchmarks import common
-from impala import codec, environments, learning, server
-from impala.client import LearnerClient
+from impala import environments, networks
 from impala.config import Config
+from impala.learner import Learner
+from impala.transport import codec, credentials, server
+from impala.transport.client import LearnerClient
 
 NETWORKS = {
     "mlp": Config(),
@@ -59,10 +61,11 @@ def repeated_float_deserialize(message_type, raw: bytes) -> dict:
 def fetch_seconds(config: Config, params: dict, message_type) -> tuple[float, float]:
   """Seconds per full weight fetch: this project's learner, and a seed-style server that
   serializes the repeated-float message per request."""
-  learner = learning.Learner(config)
+  learner = Learner(config)
+  learner.start()
   ours, port, _ = server.create_server(learner, 0, address="127.0.0.1")
   seed = grpc.server(futures.ThreadPoolExecutor(4),
-                     options=server.channel_options(config.max_message_bytes))
+                     options=credentials.channel_options(config.max_message_bytes))
   seed.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("seed.Learner", {
       "GetWeights": grpc.unary_unary_rpc_method_handler(
           lambda request, context: repeated_float_serialize(message_type, params))})])
@@ -75,7 +78,7 @@ def fetch_seconds(config: Config, params: dict, message_type) -> tuple[float, fl
       assert version == learner.version
 
     with grpc.insecure_channel(f"127.0.0.1:{seed_port}",
-                               options=server.channel_options(config.max_message_bytes)) as ch:
+                               options=credentials.channel_options(config.max_message_bytes)) as ch:
       get = ch.unary_unary("/seed.Learner/GetWeights")
 
       def fetch_seed():  # the same call style as the actor's (a future), so only the format differs
@@ -94,15 +97,15 @@ def main():
   message_type = repeated_float_message()
   comparisons, details = [], {}
   for net, config in NETWORKS.items():
-    network = learning.make_network(config, environments.describe(config.env_id))
+    network = networks.for_run(config, environments.describe(config.env_id))
     params = jax.device_get(network.init(jax.random.PRNGKey(0)))
     leaves = jax.tree.leaves(params)
     flat = np.concatenate([leaf.ravel() for leaf in leaves])
 
-    def ours():
+    def ours(params=params):
       codec.decode_weights(codec.encode_weights(1, params))
 
-    def seed():
+    def seed(params=params):
       repeated_float_deserialize(message_type, repeated_float_serialize(message_type, params))
 
     # Check that all three move the same data before timing them.

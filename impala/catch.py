@@ -1,4 +1,4 @@
-"""bsuite's Catch (Osband et al. 2020), the seed project's environment, as a dm_env
+"""bsuite's Catch (Osband et al. 2020) as a dm_env
 environment, and the adapter that makes any dm_env environment a gymnasium one.
 
 Catch is ported from bsuite 0.3.6 (bsuite/environments/catch.py, Apache 2.0) rather
@@ -10,7 +10,7 @@ virtual environment of its own (.ci/run makes it).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import dm_env
 import gymnasium as gym

@@ -12,14 +12,11 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 TORSOS = ("mlp", "shallow", "deep")
 ALGORITHMS = ("impala", "a3c")
-# What the learner tells actors besides the run's environment and network: an A3C actor
-# takes the gradient of this loss itself.
-ACTOR_LOSS_SETTINGS = ("algorithm", "discount", "baseline_cost", "entropy_cost",
-                       "max_abs_reward")
 
 
 class ConfigError(ValueError):
@@ -27,6 +24,7 @@ class ConfigError(ValueError):
 
 
 def _field(default, doc: str, **kwargs):
+  """A setting; `run=True` marks the settings that define a run (see RUN_SETTINGS)."""
   if isinstance(default, (dict, list)):
     return dataclasses.field(default_factory=lambda: type(default)(default),
                              metadata={"doc": doc, **kwargs})
@@ -37,36 +35,36 @@ def _field(default, doc: str, **kwargs):
 class Config:
   """IMPALA hyperparameters and deployment settings (learner and actor)."""
 
-  # Environment (sent to actors in the handshake).
-  env_id: str = _field("CartPole-v1", "gymnasium environment id")
-  env_kwargs: dict = _field({}, "extra keyword arguments for the environment, as JSON")
-  num_envs: int = _field(64, "environments per actor, stepped as one batch")
-  unroll_length: int = _field(20, "steps per unroll (T)")
-  seed: int = _field(0, "seed of parameters, environments and sampling")
+  # Environment.
+  env_id: str = _field("CartPole-v1", "gymnasium environment id", run=True)
+  env_kwargs: dict = _field({}, "extra keyword arguments for the environment, as JSON", run=True)
+  num_envs: int = _field(64, "environments per actor, stepped as one batch", run=True)
+  unroll_length: int = _field(20, "steps per unroll (T)", run=True)
+  seed: int = _field(0, "seed of parameters, environments and sampling", run=True)
 
-  # Network (sent to actors in the handshake).
-  torso: str = _field("mlp", "network torso", choices=TORSOS)
-  hidden_sizes: tuple = _field((64, 64), "layer sizes of the MLP torso, comma-separated")
-  lstm_size: int = _field(0, "size of the LSTM core; 0 for none")
+  # Network.
+  torso: str = _field("mlp", "network torso", choices=TORSOS, run=True)
+  hidden_sizes: tuple = _field((64, 64), "layer sizes of the MLP torso, comma-separated", run=True)
+  lstm_size: int = _field(0, "size of the LSTM core; 0 for none", run=True)
 
-  # Learning (learner only, but the algorithm and the loss settings reach A3C actors).
+  # Learning (learner only, but the loss settings reach A3C actors).
   algorithm: str = _field("impala", "impala: actors send unrolls, the learner takes V-trace "
                           "gradients; a3c: actors send the gradients of their own unrolls",
-                          choices=ALGORITHMS)
+                          choices=ALGORITHMS, run=True)
   batch_size: int = _field(2, "unrolls per update (each holds num_envs environments); "
                            "a3c applies each actor's gradient alone")
-  discount: float = _field(0.99, "discount factor gamma")
+  discount: float = _field(0.99, "discount factor gamma", run=True)
   learning_rate: float = _field(1e-3, "RMSProp learning rate")
   rmsprop_decay: float = _field(0.99, "RMSProp decay of the squared-gradient average")
   rmsprop_eps: float = _field(0.01, "RMSProp epsilon")
   max_grad_norm: float = _field(40.0, "clip gradients to this global norm")
   average_decay: float = _field(0.99, "decay of the moving average of the parameters kept "
                                 "for evaluation")
-  baseline_cost: float = _field(0.5, "weight of the value loss")
-  entropy_cost: float = _field(0.01, "weight of the entropy bonus")
-  clip_rho: float = _field(1.0, "V-trace clipping of importance weights (rho-bar)")
-  clip_pg_rho: float = _field(1.0, "V-trace clipping of the policy-gradient weights")
-  max_abs_reward: float = _field(0.0, "clip rewards to [-x, x] in the loss; 0 for no clipping")
+  baseline_cost: float = _field(0.5, "weight of the value loss", run=True)
+  entropy_cost: float = _field(0.01, "weight of the entropy bonus", run=True)
+  clip_rho: float = _field(1.0, "V-trace clipping of importance weights (rho-bar)", run=True)
+  clip_pg_rho: float = _field(1.0, "V-trace clipping of the policy-gradient weights", run=True)
+  max_abs_reward: float = _field(0.0, "clip rewards to [-x, x] in the loss; 0 for no clipping", run=True)
   queue_size: int = _field(64, "unrolls the learner holds before actors must wait")
   max_policy_lag: int = _field(0, "drop unrolls (a3c: gradients) acted by parameters more "
                                "than this many updates old; 0 for no limit")
@@ -172,6 +170,11 @@ class Config:
     if not isinstance(self.env_kwargs, dict):
       _bad("env_kwargs", self.env_kwargs, "must be a JSON object")
 
+  def run_settings(self) -> dict:
+    """The settings that define the run: sent to actors in the handshake and saved in
+    checkpoints, as one unit."""
+    return {name: getattr(self, name) for name in RUN_SETTINGS}
+
   @property
   def max_message_bytes(self) -> int:
     return self.max_message_mb * 1024 * 1024
@@ -181,6 +184,10 @@ class Config:
     if self.auth_token_file:
       return read_file(self, "auth_token_file").decode().strip()
     return self.auth_token
+
+
+# The environment, network and loss settings (marked run=True above).
+RUN_SETTINGS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("run"))
 
 
 def _is_address(text: str) -> bool:

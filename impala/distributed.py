@@ -15,12 +15,12 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from impala import types
+from impala import specs
 from impala.config import Config
 
 AXIS = "learners"
 # Unroll fields are time-major [T(+1), B, ...]: split along B; core states [B, H] along B.
-BATCH_SPEC = types.Unroll(*([P(None, AXIS)] * 6), P(AXIS))
+BATCH_SPEC = specs.Unroll(*([P(None, AXIS)] * 6), P(AXIS))
 
 
 def initialize(config: Config):
@@ -36,13 +36,13 @@ def make_mesh() -> Mesh:
   return Mesh(np.array(jax.devices()), (AXIS,))
 
 
-def shard_batch(mesh: Mesh, batch: types.Unroll) -> types.Unroll:
+def shard_batch(mesh: Mesh, batch: specs.Unroll) -> specs.Unroll:
   """This learner's batch as its part of the global batch (split over its devices)."""
   if mesh.size == 1:  # one learner on one device: one transfer of it all, twice as fast
     return jax.device_put(batch, mesh.devices.flat[0])
   put = jax.make_array_from_process_local_data
   time_major, batch_major = (NamedSharding(mesh, spec) for spec in (BATCH_SPEC[0], BATCH_SPEC[-1]))
-  return types.Unroll(*(put(time_major, x) for x in batch[:-1]),
+  return specs.Unroll(*(put(time_major, x) for x in batch[:-1]),
                       tuple(put(batch_major, x) for x in batch.core_state))
 
 

@@ -21,7 +21,8 @@ import jax
 import numpy as np
 from gymnasium import error as gym_error
 
-from impala import checkpoint, environments, learning
+from impala import algorithms, checkpoint, environments, networks
+from impala.actor.rollout import make_policy
 from impala.config import Config, ConfigError
 
 
@@ -40,36 +41,25 @@ def load_params(path: str, averaged: bool = True) -> tuple[Config, dict, str]:
   of the parameters, or (`averaged=False`) the newest ones."""
   path, record = newest_readable(path)
   config = Config(**record["config"])
-  spec = environments.describe(config.env_id, config.env_kwargs)
-  network = learning.make_network(config, spec)
-  like = learning.initial_state(network.init(jax.random.PRNGKey(0)),
-                                learning.make_optimizer(config))
+  network = networks.for_run(config, environments.describe(config.env_id, config.env_kwargs))
+  like = algorithms.initial_state(network.init(jax.random.PRNGKey(0)),
+                                  algorithms.make_optimizer(config))
   state, _ = checkpoint.load(path, like)
   return config, state.average_params if averaged else state.params, path
-
-
-def make_act(network, greedy: bool):
-  @jax.jit
-  def act(params, key, obs, first, core):
-    out, core = network.step(params, obs, first, core)
-    sampled = jax.random.categorical(key, out.logits)
-    return jax.numpy.where(greedy, out.logits.argmax(-1), sampled).astype(np.int32), core
-  return act
 
 
 def episode_returns(config: Config, params, episodes: int, greedy: bool, seed: int) -> np.ndarray:
   """The return of the first episode of each of `episodes` environments stepped together."""
   envs = environments.make(config.env_id, episodes, config.env_kwargs)
-  network = learning.make_network(config, environments.spec_of(envs))
-  act = make_act(network, greedy)
+  network = networks.for_run(config, environments.spec_of(envs))
+  policy = make_policy(network, greedy)
 
   obs, _ = envs.reset(seed=seed)
   key, core = jax.random.PRNGKey(seed), network.initial_state(episodes)
   first = np.ones(episodes, bool)
   returns, done = np.zeros(episodes), np.zeros(episodes, bool)
   while not done.all():
-    key, step_key = jax.random.split(key)
-    action, core = act(params, step_key, obs, first, core)
+    key, action, _, core = policy(params, key, obs, first, core)
     obs, reward, terminated, truncated, _ = envs.step(np.asarray(action))
     returns += np.where(done, 0.0, reward)
     done |= terminated | truncated
@@ -84,13 +74,12 @@ def record_episode(config: Config, params, greedy: bool, seed: int, directory: s
   from gymnasium.wrappers import RecordVideo
   env = RecordVideo(gym.make(config.env_id, render_mode="rgb_array", **config.env_kwargs),
                     directory, episode_trigger=lambda _: True, name_prefix="evaluation")
-  network = learning.make_network(config, environments.describe(config.env_id, config.env_kwargs))
-  act = make_act(network, greedy)
+  network = networks.for_run(config, environments.describe(config.env_id, config.env_kwargs))
+  policy = make_policy(network, greedy)
   obs, _ = env.reset(seed=seed)
   key, core, first, total, done = jax.random.PRNGKey(seed), network.initial_state(1), True, 0.0, False
   while not done:
-    key, step_key = jax.random.split(key)
-    action, core = act(params, step_key, obs[None], np.array([first]), core)
+    key, action, _, core = policy(params, key, obs[None], np.array([first]), core)
     obs, reward, terminated, truncated, _ = env.step(int(action[0]))
     total, first, done = total + float(reward), False, terminated or truncated
   env.close()

@@ -3,13 +3,13 @@ and A3C's n-step advantage actor-critic (Mnih et al. 2016)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import rlax
 
-from impala import types
+from impala import specs
 from impala.config import Config
 
 
@@ -25,7 +25,7 @@ def make(config: Config, unroll_fn: Callable) -> Callable:
 def impala_loss(unroll_fn: Callable, *, discount: float, baseline_cost: float,
                 entropy_cost: float, clip_rho: float = 1.0, clip_pg_rho: float = 1.0,
                 max_abs_reward: float = 0.0, on_policy: bool = False) -> Callable:
-  """Returns `loss(params, batch: types.Unroll) -> (loss, metrics)`.
+  """Returns `loss(params, batch: specs.Unroll) -> (loss, metrics)`.
 
   `on_policy`: the batch was acted by `params` themselves (A3C), its behaviour logits
   are not used, and every importance weight is 1: V-trace's targets are then the
@@ -39,7 +39,7 @@ def impala_loss(unroll_fn: Callable, *, discount: float, baseline_cost: float,
   and a truncated episode bootstraps from the value of its real final observation.
   """
 
-  def loss_fn(params, batch: types.Unroll):
+  def loss_fn(params, batch: specs.Unroll):
     done = batch.terminated | batch.truncated                        # [T+1, B]
     # The actor already reset the core state for obs_0 when needed.
     first = jnp.concatenate([jnp.zeros_like(done[:1]), done[:-1]], axis=0)

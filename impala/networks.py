@@ -7,7 +7,8 @@ The LSTM core resets its state at the first observation of every episode.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import haiku as hk
 import jax
@@ -107,3 +108,9 @@ def make(torso: str, hidden_sizes, lstm_size: int, observation_shape, num_action
     return unroll.init(rng, dummy_obs, np.zeros((1, 1), bool), initial_state(1))
 
   return Network(init, initial_state, step.apply, unroll.apply)
+
+
+def for_run(config, env) -> Network:
+  """The network of a run: `config` a Config, `env` an environments.EnvSpec."""
+  return make(config.torso, config.hidden_sizes, config.lstm_size, env.observation_shape,
+              env.num_actions)

@@ -10,9 +10,7 @@ import os
 import sys
 import time
 
-import numpy as np
-
-from impala import distributed
+from impala.learner.snapshot import Snapshot
 
 # record key -> TensorBoard tag
 SCALARS = {
@@ -29,36 +27,28 @@ SCALARS = {
     "updates_per_second": "throughput/updates_per_second",
     "policy_lag": "learner/policy_lag",
     "queue_depth": "learner/queue_depth",
-    "actors": "learner/actors",
+    "actors_connected": "learner/actors",
 }
 
 
-def record(learner, seconds: float, since: tuple[float, int, int]) -> dict:
-  """The learner's figures now; rates over the interval since (time, frames, updates)."""
-  now = time.monotonic()
-  return_mean, episodes = learner.return_mean()  # of all learners, when there are several
-  with learner.lock:
-    s = learner.stats
-    out = dict(seconds=round(seconds, 2), frames=s.frames, updates=s.updates,
-               return_mean_100=return_mean, episodes_in_mean=episodes,
-               length_mean_100=float(np.mean(s.lengths)) if s.lengths else math.nan,
-               policy_lag=s.policy_lag, queue_depth=learner.queue_depth(),
-               actors=learner.actors_connected(),
-               learning_rate=learner.config.learning_rate, **s.accounting(),
-               unauthenticated=s.unauthenticated)
-    metrics = learner.last_metrics
-  interval = max(now - since[0], 1e-9)
-  out["frames_per_second"] = (out["frames"] - since[1]) / interval
-  out["updates_per_second"] = (out["updates"] - since[2]) / interval
-  out.update({k: float(v) for k, v in distributed.local(metrics).items()})
-  return out
+def record(s: Snapshot, seconds: float, since: tuple[float, int, int],
+           learning_rate: float) -> dict:
+  """A progress record of snapshot `s`; rates over the interval since (time, frames, updates)."""
+  interval = max(time.monotonic() - since[0], 1e-9)
+  return dict(
+      seconds=round(seconds, 2), **s.counters(), rejected=dict(s.rejected), version=s.version,
+      return_mean_100=s.return_mean_100, episodes_in_mean=s.episodes_in_mean,
+      learner_return_mean_100=s.learner_return_mean_100, length_mean_100=s.length_mean_100,
+      policy_lag=s.policy_lag, queue_depth=s.queue_depth, actors_connected=s.actors_connected,
+      learning_rate=learning_rate, frames_per_second=(s.frames - since[1]) / interval,
+      updates_per_second=(s.updates - since[2]) / interval, **s.metrics)
 
 
 def line(r: dict) -> str:
   return (f"[{r['seconds']:7.1f}s] frames {r['frames']:>10,} ({r['frames_per_second']:>9,.0f}/s)  "
           f"updates {r['updates']:>7,} ({r['updates_per_second']:>6,.1f}/s)  "
           f"return {r['return_mean_100']:7.1f} (last {r['episodes_in_mean']})  "
-          f"lag {r['policy_lag']:4.1f}  queue {r['queue_depth']:3d}  actors {r['actors']}  "
+          f"lag {r['policy_lag']:4.1f}  queue {r['queue_depth']:3d}  actors {r['actors_connected']}  "
           f"unrolls {r['received']:,} = {r['accepted']:,} accepted + {r['duplicates']} dup + "
           f"{r['stale']} stale + {sum(r['rejected'].values())} rejected + {r['abandoned']} abandoned"
           + (f"  unauthenticated calls {r['unauthenticated']}" if r["unauthenticated"] else ""))

@@ -11,11 +11,11 @@ import time
 import grpc
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from impala.config import Config
+from impala.learner import Learner
+from impala.transport import codec, server
 
-from impala import learning, server  # noqa: E402
-from impala.config import Config  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def require_tool(name: str) -> str:
@@ -69,7 +69,7 @@ def stop_all(*procs: subprocess.Popen):
 def upload(port: int, *messages: bytes) -> list:
   """Sends serialized unrolls on one Upload stream; returns the replies."""
   with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-    call = channel.stream_stream(f"/{server.SERVICE_NAME}/Upload")  # sends bytes as they are
+    call = channel.stream_stream(codec.method("Upload"))  # sends bytes as they are
     return list(call(iter(messages), timeout=10))
 
 
@@ -81,7 +81,8 @@ def small_config():
 @pytest.fixture
 def learner_server(small_config):
   """(learner, port) of a started server; stopped and closed after the test."""
-  learner = learning.Learner(small_config)
+  learner = Learner(small_config)
+  learner.start()
   grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
   yield learner, port
   grpc_server.stop(grace=None).wait()

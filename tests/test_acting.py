@@ -3,15 +3,15 @@
 import jax
 import numpy as np
 
-from impala import acting
+from impala.actor import Session
 from impala.config import Config
 
 
 def test_unrolls_overlap_by_one_step_and_count_episodes():
   config = Config(num_envs=8, unroll_length=50, seed=3)
-  actor = acting.Actor(config)
+  actor = Session(config)
   actor.prepare(config)
-  params = actor.network.init(jax.random.PRNGKey(0))
+  params = actor.rollout.network.init(jax.random.PRNGKey(0))
   unrolls = [actor.unroll(params, 7) for _ in range(4)]
   for (a, _), (b, _) in zip(unrolls, unrolls[1:]):
     np.testing.assert_array_equal(a.observations[-1], b.observations[0])
@@ -19,7 +19,7 @@ def test_unrolls_overlap_by_one_step_and_count_episodes():
     np.testing.assert_array_equal(a.truncated[-1], b.truncated[0])
   assert [info.sequence for _, info in unrolls] == [0, 1, 2, 3]
   assert all(info.params_version == 7 for _, info in unrolls)
-  assert actor.frames == 4 * 50 * 8
+  assert actor.rollout.frames == 4 * 50 * 8
 
   returns = np.concatenate([info.episode_returns for _, info in unrolls])
   lengths = np.concatenate([info.episode_lengths for _, info in unrolls])

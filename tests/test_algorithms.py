@@ -10,46 +10,51 @@ import grpc
 import jax
 import numpy as np
 import pytest
-
 from conftest import ROOT, free_port, upload
-from impala import acting, codec, learning, losses, server
-from impala.client import LearnerClient
+
+from impala import losses
+from impala.actor import Session
 from impala.config import Config
+from impala.learner import Learner
+from impala.transport import codec, server
+from impala.transport.client import LearnerClient
 
 
 @pytest.fixture
 def a3c_server(small_config):
   config = dataclasses.replace(small_config, algorithm="a3c", max_policy_lag=3)
-  learner = learning.Learner(config)
+  learner = Learner(config)
+  learner.start()
   grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
   yield learner, port
   grpc_server.stop(grace=None).wait()
   learner.close()
 
 
-def a3c_actor(port: int) -> acting.Actor:
-  """An actor set up from the learner's handshake, as `Actor.run` does it."""
+def a3c_actor(port: int) -> tuple[Session, Config]:
+  """An actor set up from the learner's handshake, as `Session.run` does it, and the run's
+  configuration the handshake gave it."""
   config = Config(grpc_host=f"127.0.0.1:{port}", rpc_timeout=10.0)
   client = LearnerClient(config)
   _, run_config = client.hello("a3c-actor")
   client.close()
-  actor = acting.Actor(config)
+  actor = Session(config)
   actor.prepare(run_config)
-  return actor
+  return actor, run_config
 
 
 def test_a3c_actor_sends_gradients_and_the_learner_applies_each(a3c_server):
   learner, port = a3c_server
   learner.compile()
-  actor = a3c_actor(port)
-  assert actor.run_config.algorithm == "a3c" and actor.run_config.discount == 0.99
+  actor, run_config = a3c_actor(port)
+  assert run_config.algorithm == "a3c" and run_config.discount == 0.99
   client = LearnerClient(actor.config)
   version, params = client.decode_weights(client.weights("a3c-actor", 0).result())
   unrolls = [actor.unroll(params, version) for _ in range(3)]
   sent = [actor.encode(client, unroll, info, params) for unroll, info in unrolls]
   client.close()
   # What went out is the gradient of the A3C loss on the unroll, and no trajectory.
-  loss = losses.make(actor.run_config, actor.network.unroll)
+  loss = losses.make(run_config, actor.rollout.network.unroll)
   expected = jax.grad(loss, has_aux=True)(params, unrolls[0][0])[0]
   gradients, _ = codec.decode_unroll(sent[0])
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
@@ -58,18 +63,18 @@ def test_a3c_actor_sends_gradients_and_the_learner_applies_each(a3c_server):
   assert len(upload(port, *sent)) == 3
   before = learner.params_for_actor()[1]
   assert [learner.step(timeout=10) for _ in range(3)] == [True] * 3
-  assert learner.version == version + 3 and learner.stats.updates == 3
-  assert learner.stats.frames == 3 * actor.run_config.unroll_length * actor.run_config.num_envs
+  assert learner.version == version + 3 and learner.snapshot().updates == 3
+  assert learner.snapshot().frames == 3 * run_config.unroll_length * run_config.num_envs
   after = learner.params_for_actor()[1]
   assert not np.array_equal(after["policy"]["w"], before["policy"]["w"])
 
 
 def test_bad_gradients_and_the_wrong_kind_of_upload_are_refused(a3c_server):
   learner, port = a3c_server
-  actor = a3c_actor(port)
+  actor, _ = a3c_actor(port)
   params = learner.params_for_actor()[1]
   unroll, info = actor.unroll(params, 1)
-  grads = jax.device_get(actor.gradient(params, unroll))
+  grads = jax.device_get(actor.rollout.gradient(params, unroll))
   good = codec.encode_gradients(grads, info)
 
   def with_leaf(value):
@@ -90,19 +95,24 @@ def test_bad_gradients_and_the_wrong_kind_of_upload_are_refused(a3c_server):
       upload(port, good, message)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert e.value.details() == details
-  # Too old: the learner is 4 versions past the parameters that took it.
-  learner.version = 5
-  stale = codec.encode_gradients(grads, info._replace(sequence=info.sequence + 1))
+  # Too old: after four updates, the parameters that took it are 4 versions behind.
+  assert learner.step(timeout=10)  # trains on `good`
+  for k in (1, 2, 3):  # acted by the same parameters: lag k, taken and trained on
+    assert len(upload(port, codec.encode_gradients(
+        grads, info._replace(sequence=info.sequence + k)))) == 1
+    assert learner.step(timeout=10)
+  assert learner.version == info.params_version + 4
+  stale = codec.encode_gradients(grads, info._replace(sequence=info.sequence + 4))
   assert len(upload(port, stale)) == 1
-  assert learner.stats.accounting() == dict(
-      received=9, accepted=1, duplicates=3, stale=1, abandoned=0,
+  assert learner.snapshot().accounting() == dict(
+      received=12, accepted=4, duplicates=3, stale=1, abandoned=0,
       rejected=dict(wrong_shape=2, not_finite=1, wrong_algorithm=1))
 
 
 def test_an_impala_learner_refuses_gradients(learner_server, small_config):
   learner, port = learner_server
   params = learner.params_for_actor()[1]
-  actor = acting.Actor(small_config)
+  actor = Session(small_config)
   actor.prepare(small_config)
   _, info = actor.unroll(params, 1)
   with pytest.raises(grpc.RpcError) as e:
@@ -119,29 +129,32 @@ def run(*args: str, timeout: float) -> dict:
                         timeout=timeout)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
-  counts = result["unrolls"]
+  counts = result
   assert counts["received"] == (counts["accepted"] + counts["duplicates"] + counts["stale"]
                                 + sum(counts["rejected"].values()) + counts["abandoned"])
   assert len(result["unrolls_by_actor"]) == 2
   return result
 
 
+@pytest.mark.slow
 def test_a3c_learns_cartpole():
   result = run("--algorithm", "a3c", "--seed", "0", "--stop-at-return", "475",
                "--max-seconds", "120", timeout=180)
   assert result["reached_target"] and result["return_mean_100"] >= 475, result
 
 
+@pytest.mark.slow
 def test_impala_learns_catch():
   result = run("--env-id", "bsuite/catch", "--rmsprop-eps", "1e-5", "--seed", "0",
                "--stop-at-return", "0.9", "--max-seconds", "120", timeout=180)
   assert result["reached_target"] and result["return_mean_100"] >= 0.9, result
 
 
+@pytest.mark.slow
 def test_atari_with_the_deep_network_trains_end_to_end():
   """Pong, 2 actors of 4 environments, the deep torso: 20 updates of 2 unrolls of 20 steps."""
   result = run("--env-id", "ALE/Pong-v5", "--torso", "deep", "--num-envs", "4",
                "--unroll-length", "20", "--batch-size", "2", "--max-abs-reward", "1",
                "--max-frames", str(20 * 2 * 4 * 20), "--max-seconds", "240", timeout=300)
   assert result["stop_reason"] == "max_frames" and result["updates"] >= 20, result
-  assert result["unrolls"]["rejected"] == {}
+  assert result["rejected"] == {}

@@ -7,17 +7,18 @@ import sys
 
 import jax
 import numpy as np
+import pytest
+from conftest import ROOT
 
 from benchmarks import __main__ as runner
 from benchmarks import weights
-from conftest import ROOT
-from impala import environments, learning
+from impala import environments, networks
 from impala.config import Config
 
 
 def test_repeated_float_baseline_round_trips_the_params():
   config = Config()
-  network = learning.make_network(config, environments.describe(config.env_id))
+  network = networks.for_run(config, environments.describe(config.env_id))
   params = jax.device_get(network.init(jax.random.PRNGKey(0)))
   message_type = weights.repeated_float_message()
   raw = weights.repeated_float_serialize(message_type, params)
@@ -26,6 +27,7 @@ def test_repeated_float_baseline_round_trips_the_params():
     np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_end_to_end_benchmark_prints_its_comparisons_as_json():
   done = subprocess.run(
       [sys.executable, "-m", "benchmarks.end_to_end", "--actors", "1", "--num-envs", "8",

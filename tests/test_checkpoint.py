@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from impala import checkpoint, distributed, learning
+from impala import checkpoint, testing
+from impala.learner import Learner
 
 
 def state_like():
@@ -16,7 +17,7 @@ def state_like():
 
 def test_save_then_load_round_trips_and_keeps_the_newest_k(tmp_path):
   for updates in (5, 10, 15, 20):
-    state = jax.tree_util.tree_map(lambda x: x + updates, state_like())
+    state = jax.tree_util.tree_map(lambda x, u=updates: x + u, state_like())
     checkpoint.save(str(tmp_path), state, dict(updates=updates, frames=updates * 10), keep=2)
   names = sorted(os.listdir(tmp_path))
   assert names == ["ckpt-000000000015.npz", "ckpt-000000000020.npz"]  # no temporary files left
@@ -50,23 +51,25 @@ def test_a_checkpoint_of_another_network_is_refused(tmp_path):
 
 def test_learner_resumes_params_optimizer_counters_and_version(tmp_path, small_config):
   config = dataclasses.replace(small_config, checkpoint_dir=str(tmp_path))
-  first = learning.Learner(config)
+  first = Learner(config)
+  first.start()
   try:
-    batch = learning.dummy_batch(config, first.spec, first.network)
-    batch = distributed.shard_batch(first.mesh, batch)
-    control = distributed.per_device(first.mesh, learning.WITH_A_BATCH)
-    first._state, _, _ = first._sgd_step(first._state, batch, control)  # one real update
-    with first.lock:
-      first.stats.updates, first.stats.frames, first.version = 7, 700, 8
+    for sequence in range(6):  # three real updates of two unrolls each
+      unroll = testing.random_unroll(first.spec, seed=sequence)
+      first.intake.enqueue(unroll, testing.info(sequence=sequence, params_version=1))
+    assert [first.step(timeout=10) for _ in range(3)] == [True] * 3
     first.save_checkpoint()
   finally:
     first.close()
-  second = learning.Learner(config)
+  before = first.snapshot()
+  assert (before.updates, before.frames, before.version) == (3, 3 * 2 * 5 * 4, 4)
+  second = Learner(config)
   try:
     assert second.restored_from is not None
-    assert (second.stats.updates, second.stats.frames, second.version) == (7, 700, 8)
-    same = jax.tree_util.tree_map(np.array_equal, jax.device_get(first._state),
-                                  jax.device_get(second._state))
+    after = second.snapshot()
+    assert (after.updates, after.frames, after.version) == (3, 120, 4)
+    same = jax.tree_util.tree_map(np.array_equal, first.state(), second.state())
     assert all(jax.tree_util.tree_leaves(same))
+    assert first.params_digest() == second.params_digest() != Learner(small_config).params_digest()
   finally:
     second.close()

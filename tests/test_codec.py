@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from impala import codec, types
+from impala import testing
 from impala.config import Config
-from impala.proto import impala_pb2 as pb
+from impala.transport import codec
+from impala.transport.proto import impala_pb2 as pb
 
 
 def serialized(*arrays):
@@ -84,17 +85,9 @@ def test_rejects_malformed_messages(raw):
 
 
 def make_unroll(t=3, n=2, lstm=0):
-  rng = np.random.default_rng(0)
-  unroll = types.Unroll(
-      observations=rng.normal(size=(t + 1, n, 4)).astype(np.float32),
-      terminated=rng.random((t + 1, n)) < 0.3, truncated=rng.random((t + 1, n)) < 0.3,
-      actions=rng.integers(0, 2, (t, n)).astype(np.int32),
-      rewards=rng.normal(size=(t, n)).astype(np.float32),
-      behaviour_logits=rng.normal(size=(t, n, 2)).astype(np.float32),
-      core_state=tuple(rng.normal(size=(n, lstm)).astype(np.float32) for _ in range(2 if lstm else 0)))
-  info = types.UnrollInfo("actor-a", 7, 3, np.array([9.0, 10.0], np.float32),
-                          np.array([9, 10], np.int32))
-  return unroll, info
+  """A CartPole-shaped unroll with random contents and episode ends, and its info."""
+  unroll = testing.random_unroll(testing.cartpole_spec(t, n, lstm), done=0.3)
+  return unroll, testing.info("actor-a", 7, 3, returns=(9, 10))
 
 
 @pytest.mark.parametrize("lstm", [0, 8])
@@ -127,7 +120,9 @@ def test_weights_round_trip():
 
 def test_setup_round_trip():
   config = Config(env_id="CartPole-v1", env_kwargs={"max_episode_steps": 200}, num_envs=3,
-                  unroll_length=7, torso="mlp", hidden_sizes=(8, 9), lstm_size=4)
+                  unroll_length=7, torso="mlp", hidden_sizes=(8, 9), lstm_size=4, seed=5,
+                  algorithm="a3c", discount=0.9, baseline_cost=0.25, entropy_cost=0.125,
+                  clip_rho=1.5, clip_pg_rho=2.5, max_abs_reward=1.0)
   setup = pb.Setup.FromString(codec.encode_setup(config, "run", 2, 1234).SerializeToString())
   got = codec.decode_setup(setup, Config(grpc_host="learner:1"))
   assert got.grpc_host == "learner:1"  # the actor's own settings stay
@@ -135,3 +130,6 @@ def test_setup_round_trip():
       "CartPole-v1", {"max_episode_steps": 200}, 3, 7, 1234)
   assert (got.torso, got.hidden_sizes, got.lstm_size) == ("mlp", (8, 9), 4)
   assert setup.actor_index == 2 and setup.protocol_version == codec.PROTOCOL_VERSION
+  # Every run setting travels, under its own name; the seed is the actor's own.
+  assert got.run_settings() == dict(config.run_settings(), seed=1234)
+  assert setup.settings.seed == 5

@@ -5,10 +5,11 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from impala import config as config_lib
 from impala.config import Config, ConfigError
+from impala.learner import program
 
 
 def test_defaults_are_valid_and_cartpole():
@@ -48,6 +49,7 @@ def test_bad_values_name_the_flag_and_what_is_allowed(argv, message):
   assert message in str(e.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["learner_server.py", "actor_client.py"])
 def test_entry_points_print_one_line_and_exit_non_zero(script):
   result = subprocess.run([sys.executable, script, "--unroll-length", "-3"], cwd=ROOT,
@@ -64,24 +66,20 @@ def test_entry_points_print_one_line_and_exit_non_zero(script):
     (["--env-id", "ALE/Pong-v5", "--env-kwargs", '{"lives": 3}'],
      """cannot make 'ALE/Pong-v5' with {"lives": 3}: """),
 ])
-def test_an_environment_that_cannot_be_made_is_one_line(args, reason):
-  result = subprocess.run([sys.executable, "learner_server.py", "--port", "0", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-  assert result.returncode == 2
-  [line] = [x for x in result.stderr.strip().splitlines() if "error" in x.lower()]
+def test_an_environment_that_cannot_be_made_is_one_line(args, reason, capsys):
+  assert program.main(["--port", "0", *args]) == 2
+  [line] = [x for x in capsys.readouterr().err.strip().splitlines() if "error" in x.lower()]
   assert line.startswith("learner_server.py: error: bad value for --env-id/--env-kwargs: "
                          + reason), line
 
 
-def test_port_in_use_is_one_line():
+def test_port_in_use_is_one_line(capsys):
   with socket.socket(socket.AF_INET6) as busy:
     busy.bind(("::", 0))
     busy.listen()
     port = busy.getsockname()[1]
-    result = subprocess.run([sys.executable, "learner_server.py", "--port", str(port)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
-  assert result.returncode == 2
-  # gRPC's C core logs its own diagnostic before; ours is the last line.
-  assert result.stderr.strip().splitlines()[-1] == (
+    assert program.main(["--port", str(port)]) == 2
+  # gRPC's C core logs its own diagnostic on the file descriptor; ours is the one line.
+  assert capsys.readouterr().err.strip().splitlines() == [(
       f"learner_server.py: error: cannot listen on [::]:{port} (port in use?); "
-      "choose another with --port")
+      "choose another with --port")]

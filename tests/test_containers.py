@@ -16,8 +16,9 @@ import uuid
 
 import pytest
 import yaml
-
 from conftest import ROOT, require_tool
+
+pytestmark = [pytest.mark.slow, pytest.mark.containers]
 
 BASE = "localhost/impala-test-base:bookworm"
 IMAGES = {"learner": "localhost/impala-learner:0.1.0", "actor": "localhost/impala-actor:0.1.0"}
@@ -128,7 +129,7 @@ def test_images_are_small_non_root_and_exec_form(images):
 
 
 def test_v2_learner_and_two_actors_on_a_network(images, network):
-  """The seed project's v2: containers on one network, actors find the learner by name."""
+  """Containers on one network: actors find the learner by name."""
   learner = f"{network}-learner"
   podman("run", "--detach", "--name", learner, "--network", network,
          "--env", "IMPALA_LOG_EVERY=1", images["learner"])

@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, free_port
+
+pytestmark = pytest.mark.slow
 
 TARGET = ["--stop-at-return", "475", "--max-seconds", "120"]
 

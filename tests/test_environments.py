@@ -8,10 +8,12 @@ import dm_env
 import jax
 import numpy as np
 import pytest
-
 from conftest import ROOT
-from impala import acting, catch, codec, environments, frames
+
+from impala import catch, environments
+from impala.actor import Session
 from impala.config import Config
+from impala.transport import codec, frames
 
 
 def reference_stacks(newest: np.ndarray, history: np.ndarray, done: np.ndarray) -> np.ndarray:
@@ -41,9 +43,9 @@ def pong_unrolls():
   so that stacks cross episode starts inside an unroll."""
   config = Config(env_id="ALE/Pong-v5", env_kwargs={"max_num_frames_per_episode": 100},
                   torso="shallow", num_envs=3, unroll_length=20)
-  actor = acting.Actor(config)
+  actor = Session(config)
   actor.prepare(config)
-  params = actor.network.init(jax.random.PRNGKey(0))
+  params = actor.rollout.network.init(jax.random.PRNGKey(0))
   return [actor.unroll(params, 1) for _ in range(3)]
 
 
@@ -88,7 +90,7 @@ def test_catch_through_the_adapter_catches_with_a_following_paddle():
   envs = environments.make("bsuite/catch", 8)
   assert environments.spec_of(envs) == environments.EnvSpec((10, 5), np.dtype(np.float32), 3)
   obs, _ = envs.reset(seed=0)
-  rewards, ends = [], 0
+  rewards = []
   for _ in range(40):
     ball, paddle = obs[:, :9].max(1).argmax(-1), obs[:, 9].argmax(-1)
     obs, reward, terminated, truncated, _ = envs.step(np.sign(ball - paddle) + 1)

@@ -4,13 +4,17 @@
 the server turns into INVALID_ARGUMENT (tests/test_service.py checks that mapping over
 gRPC); nothing else may escape. Derandomized: the same cases on every run."""
 
-import jax
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from impala import acting, codec, learning
-from impala.proto import impala_pb2 as pb
+from impala import specs
+from impala.actor import Session
+from impala.learner import Learner
+from impala.transport import codec
+from impala.transport.proto import impala_pb2 as pb
+
+pytestmark = pytest.mark.slow  # over 10,000 cases: a long property test, not a fast layer
 
 EXAMPLES = 3_400  # per strategy: over 10,000 messages in all
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -22,10 +26,10 @@ def target():
   """(learner, valid serialized unrolls, outcomes seen); the learner never waits on its queue."""
   from impala.config import Config
   config = Config(num_envs=3, unroll_length=4, batch_size=2, queue_size=4)
-  learner = learning.Learner(config)
-  actor = acting.Actor(config)
+  learner = Learner(config)
+  actor = Session(config)
   actor.prepare(config)
-  params = learner.network.init(jax.random.PRNGKey(0))
+  params = learner.params_for_actor()[1]
   valid = [codec.encode_unroll(*actor.unroll(params, 0)) for _ in range(3)]
   outcomes = {}
   yield learner, valid, outcomes
@@ -39,9 +43,9 @@ def ingest(target, raw: bytes):
   learner, _, outcomes = target
   try:
     unroll, info = codec.decode_unroll(raw)
-    learner.enqueue(unroll, info, keep_waiting=lambda: False)
+    learner.intake.enqueue(unroll, info, keep_waiting=lambda: False)
     kind = "taken"
-  except (codec.DecodeError, learning.InvalidUnroll) as e:
+  except (codec.DecodeError, specs.InvalidUnroll) as e:
     assert str(e), "a refusal names the field and the problem"
     kind = type(e).__name__
   outcomes[kind] = outcomes.get(kind, 0) + 1

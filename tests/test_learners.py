@@ -4,7 +4,10 @@ actors that are all given learner 0's address."""
 import json
 import signal
 
+import pytest
 from conftest import free_port, read_until, start, stop_all
+
+pytestmark = pytest.mark.slow
 
 
 def start_learners(ports: list[int], *args: str, own_args=((), ())) -> list:

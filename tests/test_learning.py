@@ -8,17 +8,18 @@ import sys
 import jax
 import numpy as np
 import optax
-
+import pytest
 from conftest import ROOT
-from impala import distributed, environments, learning, losses
-from impala.config import Config
 from test_codec import make_unroll
+
+from impala import algorithms, distributed, environments, losses, networks, specs
+from impala.config import Config
 
 
 def test_stack_concatenates_along_the_batch_axis_into_aligned_arrays():
   (a, _), (b, _) = make_unroll(t=3, n=2, lstm=4), make_unroll(t=3, n=2, lstm=4)
   b = b._replace(rewards=b.rewards + 1.0)
-  batch = learning.stack([a, b])
+  batch = specs.stack([a, b])
   for got, x, y in zip(batch[:-1], a[:-1], b[:-1]):
     np.testing.assert_array_equal(got, np.concatenate([x, y], axis=1))
   for got, x, y in zip(batch.core_state, a.core_state, b.core_state):
@@ -28,7 +29,7 @@ def test_stack_concatenates_along_the_batch_axis_into_aligned_arrays():
 
 def test_aligned_batches_reach_the_cpu_device_without_a_copy():
   (a, _), (b, _) = make_unroll(), make_unroll()
-  batch = learning.stack([a, b])
+  batch = specs.stack([a, b])
   on_device = jax.device_put(batch.observations)
   if jax.default_backend() == "cpu":
     assert on_device.unsafe_buffer_pointer() == batch.observations.ctypes.data
@@ -38,20 +39,20 @@ def test_aligned_batches_reach_the_cpu_device_without_a_copy():
 def test_sgd_step_over_the_mesh_is_the_plain_update_and_none_without_a_batch():
   config = Config(num_envs=4, unroll_length=5)
   spec = environments.describe(config.env_id)
-  network = learning.make_network(config, spec)
-  loss, optimizer = losses.make(config, network.unroll), learning.make_optimizer(config)
+  network = networks.for_run(config, spec)
+  loss, optimizer = losses.make(config, network.unroll), algorithms.make_optimizer(config)
   mesh = distributed.make_mesh()
-  sgd_step = learning.make_sgd_step(loss, optimizer, mesh, average_decay=0.9)
+  sgd_step = algorithms.make_sgd_step(loss, optimizer, mesh, average_decay=0.9)
   params = jax.device_get(network.init(jax.random.PRNGKey(0)))
-  state = learning.initial_state(params, optimizer)
+  state = algorithms.initial_state(params, optimizer)
   unroll, _ = make_unroll(t=5, n=8)  # CartPole-shaped
 
-  grads, metrics = jax.grad(loss, has_aux=True)(params, unroll)
+  grads, metrics = jax.jit(jax.grad(loss, has_aux=True))(params, unroll)
   updates, _ = optimizer.update(grads, state.opt_state, params)
   expected = optax.apply_updates(params, updates)
 
   def run(weight: float):
-    control = np.array([weight, 12.0, 3.0, 0.0, 1.0], np.float32)
+    control = algorithms.Control(weight, 12.0, 3.0, 0.0, 1.0).row()
     return sgd_step(distributed.replicate(mesh, state), distributed.shard_batch(mesh, unroll),
                     distributed.per_device(mesh, control))
 
@@ -70,19 +71,19 @@ def test_sgd_step_over_the_mesh_is_the_plain_update_and_none_without_a_batch():
 TWO_DEVICES = """
 import jax, numpy as np
 from jax.sharding import Mesh
-from impala import distributed, environments, learning, losses
+from impala import algorithms, distributed, environments, losses, networks
 from impala.config import Config
 from test_codec import make_unroll
 config = Config(num_envs=4, unroll_length=5)
 spec = environments.describe(config.env_id)
-network = learning.make_network(config, spec)
-loss, optimizer = losses.make(config, network.unroll), learning.make_optimizer(config)
-state = learning.initial_state(jax.device_get(network.init(jax.random.PRNGKey(0))), optimizer)
+network = networks.for_run(config, spec)
+loss, optimizer = losses.make(config, network.unroll), algorithms.make_optimizer(config)
+state = algorithms.initial_state(jax.device_get(network.init(jax.random.PRNGKey(0))), optimizer)
 unroll, _ = make_unroll(t=5, n=8)
 results = []
 for mesh in (Mesh(np.array(jax.devices()[:1]), (distributed.AXIS,)), distributed.make_mesh()):
-  sgd_step = learning.make_sgd_step(loss, optimizer, mesh)
-  control = distributed.per_device(mesh, np.array([1, 5, 1, 0, 0], np.float32))
+  sgd_step = algorithms.make_sgd_step(loss, optimizer, mesh)
+  control = distributed.per_device(mesh, algorithms.Control(1, 5, 1, 0, 0).row())
   new, _, totals = sgd_step(distributed.replicate(mesh, state),
                             distributed.shard_batch(mesh, unroll), control)
   results.append((distributed.local(new.params), distributed.local(totals)))
@@ -93,6 +94,7 @@ print(totals_one.tolist(), totals_two.tolist())
 """
 
 
+@pytest.mark.slow
 def test_a_learner_on_two_devices_splits_its_batch_and_makes_the_same_update():
   # As on a machine with several GPUs; XLA makes two CPU devices (in a fresh process).
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",

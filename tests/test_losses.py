@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from impala import losses, networks, types
+from impala import losses, networks, specs
 
 GAMMA = 0.9
 
@@ -19,7 +19,7 @@ def make_batch(rewards, terminated=None, truncated=None, behaviour_logits=None, 
   t = len(rewards)
   def flags(x):
     return np.array(x if x is not None else [False] * (t + 1), bool)[:, None]
-  return types.Unroll(
+  return specs.Unroll(
       observations=np.zeros((t + 1, 1, 1), np.float32),
       terminated=flags(terminated), truncated=flags(truncated),
       actions=np.array(actions if actions is not None else [0] * t, np.int32)[:, None],
@@ -35,7 +35,7 @@ def loss_parts(values, batch, logits=None, **kw):
             "logits": jnp.zeros((t + 1, 1, 2)) if logits is None else jnp.array(logits)[:, None]}
   loss_fn = losses.impala_loss(fake_unroll, discount=GAMMA, baseline_cost=1.0, entropy_cost=0.0,
                                **kw)
-  (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
+  (_, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params, batch)
   return metrics, grads
 
 

@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import ROOT, require_tool
 
 KUBERNETES_VERSION = "1.37.0"

@@ -3,20 +3,25 @@ events read back, the plot command's PNG, the console's two modes, and the evalu
 of a trained and of a fresh checkpoint. One real CartPole run (the README's main
 command, with every output switched on) feeds most of them."""
 
+import contextlib
 import io
 import json
 import struct
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 
 import pytest
+from conftest import ROOT, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, free_port
-from impala import acting, evaluate, learning, metrics, plot, progress
+from impala import evaluate, metrics, plot, progress
+from impala.actor import Session
+from impala.actor import program as actor_program
 from impala.config import Config
+from impala.learner import COUNTERS, Learner, program
 
 
 def scrape(port: int) -> dict:
@@ -58,16 +63,16 @@ def run(tmp_path_factory):
               stderr=lines)
 
 
+@pytest.mark.slow
 def test_learner_metrics_exist_and_move(run):
   first, second = run["scrapes"]
   assert value(second, "impala_frames_total") > value(first, "impala_frames_total") > 0
   assert value(second, "impala_updates_total") > value(first, "impala_updates_total")
-  assert value(second, "impala_unrolls_total", outcome="accepted") > 0
-  assert value(second, "impala_unrolls_received_total") >= value(
-      second, "impala_unrolls_total", outcome="accepted")
+  assert value(second, "impala_accepted_total") > 0
+  assert value(second, "impala_received_total") >= value(second, "impala_accepted_total")
   assert value(second, "impala_actors_connected") == 2
-  for gauge in ("impala_return_mean_100", "impala_policy_lag", "impala_queue_depth",
-                "impala_params_version"):
+  for gauge in ("impala_return_mean_100", "impala_learner_return_mean_100", "impala_policy_lag",
+                "impala_queue_depth", "impala_version"):
     assert (gauge, ()) in second, gauge
   seen = [k for k in second if k[0] == "impala_actor_last_seen_timestamp_seconds"]
   assert {dict(labels)["actor"] for _, labels in seen} == {"local-0", "local-1"}
@@ -77,6 +82,27 @@ def test_learner_metrics_exist_and_move(run):
   assert value(second, "process_open_fds") > 0 and value(second, "process_threads") > 1
 
 
+@pytest.mark.slow
+def test_summary_progress_record_and_metrics_name_every_counter_alike(tmp_path):
+  """One run of the learner program in this process: its final summary, its last
+  progress.jsonl record and a /metrics scrape taken after it stopped render one snapshot."""
+  config = Config(local_actors=2, port=0, metrics_port=free_port(), logdir=str(tmp_path),
+                  max_frames=100_000, log_every=0.5)
+  with contextlib.ExitStack() as resources:
+    summary, status = program.train(config, time.monotonic(), resources)
+    scraped = scrape(config.metrics_port)
+  last = json.loads((tmp_path / "progress.jsonl").read_text().splitlines()[-1])
+  assert status == 0 and summary["stop_reason"] == "max_frames", summary
+  assert summary["frames"] >= 100_000 and summary["accepted"] > 0 and summary["episodes"] > 0
+  for name in COUNTERS:
+    assert summary[name] == last[name] == value(scraped, f"impala_{name}_total"), name
+  assert summary["rejected"] == last["rejected"] == {}
+  assert not [key for key in scraped if key[0] == "impala_rejected_total"]
+  for name in ("version", "return_mean_100", "episodes_in_mean", "policy_lag"):
+    assert summary[name] == last[name] == pytest.approx(value(scraped, f"impala_{name}")), name
+
+
+@pytest.mark.slow
 def test_console_prints_plain_lines_when_not_a_terminal(run):
   progress_lines = [line for line in run["stderr"] if line.startswith("[")]
   assert len(progress_lines) >= 2 and not any("\r" in line for line in run["stderr"])
@@ -95,6 +121,7 @@ def test_console_rewrites_one_line_on_a_terminal():
   assert screen.getvalue() == "\r\x1b[Kfirst\r\x1b[Ksecond\n"
 
 
+@pytest.mark.slow
 def test_tensorboard_events_hold_the_scalars(run):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
   events = EventAccumulator(str(run["dir"] / "logs"))
@@ -106,6 +133,7 @@ def test_tensorboard_events_hold_the_scalars(run):
   assert events.Scalars("optim/learning_rate")[-1].value == pytest.approx(1e-3)
 
 
+@pytest.mark.slow
 def test_plot_writes_a_png_of_the_requested_size(run, tmp_path, capsys):
   out = tmp_path / "curve.png"
   assert plot.main([str(run["dir"] / "logs"), "-o", str(out), "--size", "900x600"]) == 0
@@ -115,6 +143,7 @@ def test_plot_writes_a_png_of_the_requested_size(run, tmp_path, capsys):
   assert out.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_evaluation_of_the_trained_checkpoint_reaches_475_and_a_fresh_one_does_not(
     run, tmp_path, capsys):
   """Evaluation uses the moving average of the parameters (see `run` for the figures)."""
@@ -122,7 +151,7 @@ def test_evaluation_of_the_trained_checkpoint_reaches_475_and_a_fresh_one_does_n
   trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert trained["checkpoint"] == run["summary"]["checkpoint"]
   assert trained["mean"] >= 475 and trained["episodes"] == 50 and trained["params"] == "averaged"
-  fresh = learning.Learner(Config(checkpoint_dir=str(tmp_path)))
+  fresh = Learner(Config(checkpoint_dir=str(tmp_path)))
   fresh.save_checkpoint()
   fresh.close()
   assert evaluate.main([str(tmp_path), "--episodes", "50", "--policy", "sampled"]) == 0
@@ -130,6 +159,7 @@ def test_evaluation_of_the_trained_checkpoint_reaches_475_and_a_fresh_one_does_n
   assert untrained["mean"] < 100 and untrained["min"] <= untrained["mean"] <= untrained["max"]
 
 
+@pytest.mark.slow
 def test_evaluation_records_a_video_when_asked(run, tmp_path, capsys):
   pytest.importorskip("moviepy")  # requirements-dev.txt has it; users install it to record
   video = tmp_path / "video"
@@ -149,13 +179,16 @@ def test_evaluate_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
 
 def test_actor_metrics(learner_server):
   _, port = learner_server
-  actor = acting.Actor(Config(grpc_host=f"127.0.0.1:{port}", rpc_timeout=10.0))
-  metrics_port = metrics.serve(metrics.ActorCollector(actor), 0, "127.0.0.1")
-  before = scrape(metrics_port)
-  actor.run(threading.Event(), max_unrolls=3)
-  after = scrape(metrics_port)
+  actor = Session(Config(grpc_host=f"127.0.0.1:{port}", rpc_timeout=10.0))
+  exporter = metrics.serve(metrics.ActorCollector(actor), 0, "127.0.0.1")
+  try:
+    before = scrape(exporter.port)
+    actor.run(threading.Event(), max_unrolls=3)
+    after = scrape(exporter.port)
+  finally:
+    exporter.close()
   assert value(before, "impala_actor_frames_total") == 0
-  assert value(after, "impala_actor_frames_total") == actor.frames > 0
+  assert value(after, "impala_actor_frames_total") == actor.rollout.frames > 0
   assert value(after, "impala_actor_unrolls_total") == 3
   assert value(after, "impala_actor_env_step_seconds_total") > 0
   assert value(after, "impala_actor_inference_seconds_total") > 0
@@ -163,7 +196,11 @@ def test_actor_metrics(learner_server):
 
 
 def test_a_metrics_port_in_use_is_a_one_line_error(capsys):
-  taken = metrics.serve(metrics.ActorCollector(acting.Actor(Config())), 0, "127.0.0.1")
-  assert acting.main(["--metrics-port", str(taken), "--grpc-host", "127.0.0.1:1"]) == 2
+  taken = metrics.serve(metrics.ActorCollector(Session(Config())), 0, "127.0.0.1")
+  try:
+    assert actor_program.main(["--metrics-port", str(taken.port), "--grpc-host",
+                               "127.0.0.1:1"]) == 2
+  finally:
+    taken.close()
   assert capsys.readouterr().err.strip().startswith(
-      f"actor_client.py: error: bad value for --metrics-port: cannot listen on {taken} (")
+      f"actor_client.py: error: bad value for --metrics-port: cannot listen on {taken.port} (")

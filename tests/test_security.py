@@ -7,12 +7,15 @@ import threading
 
 import grpc
 import pytest
+from conftest import free_port, require_tool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import free_port, require_tool
-from impala import acting, learning, server
-from impala.client import LearnerClient
+from impala.actor import Session
+from impala.actor import program as actor_program
 from impala.config import Config
+from impala.learner import Learner
+from impala.transport import codec, server
+from impala.transport.client import LearnerClient
 
 
 def openssl(*args, cwd):
@@ -53,7 +56,8 @@ def serve(small_config):
   started = []
 
   def start(**settings):
-    learner = learning.Learner(dataclasses.replace(small_config, **settings))
+    learner = Learner(dataclasses.replace(small_config, **settings))
+    learner.start()
     servers, port, _ = server.create_server(learner, free_port(), address="127.0.0.1")
     started.append((learner, servers))
     return learner, port
@@ -90,7 +94,7 @@ def test_token_right_missing_and_wrong(serve, tmp_path):
   assert hello(port, auth_token="s3cret") == grpc.StatusCode.UNAUTHENTICATED
   assert hello(port, auth_token="s3cret-token") == grpc.StatusCode.OK
   assert hello(port, auth_token_file=str(token_file)) == grpc.StatusCode.OK
-  assert learner.stats.unauthenticated == 2
+  assert learner.snapshot().unauthenticated == 2
   # The probe needs no token.
   assert health_status(f"127.0.0.1:{port}") == health_pb2.HealthCheckResponse.SERVING
 
@@ -98,11 +102,11 @@ def test_token_right_missing_and_wrong(serve, tmp_path):
 def test_upload_stream_without_the_token_is_refused(serve, small_config):
   learner, port = serve(auth_token="t0ken")
   with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-    call = channel.stream_stream(f"/{server.SERVICE_NAME}/Upload")
+    call = channel.stream_stream(codec.method("Upload"))
     with pytest.raises(grpc.RpcError) as e:
       list(call(iter([b"anything"]), timeout=10))
   assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
-  assert learner.stats.received == 0 and learner.stats.unauthenticated == 1
+  assert learner.snapshot().received == 0 and learner.snapshot().unauthenticated == 1
 
 
 def test_tls_with_the_right_ca_a_wrong_ca_and_plaintext(serve, pki):
@@ -120,7 +124,7 @@ def test_health_port_answers_in_plaintext_beside_a_tls_port(serve, pki):
   assert health_status(f"127.0.0.1:{health_port}") == health_pb2.HealthCheckResponse.SERVING
   with grpc.insecure_channel(f"127.0.0.1:{health_port}") as channel:  # nothing else there
     with pytest.raises(grpc.RpcError) as e:
-      channel.unary_unary(f"/{server.SERVICE_NAME}/Hello")(b"", timeout=5)
+      channel.unary_unary(codec.method("Hello"))(b"", timeout=5)
   assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
@@ -137,15 +141,15 @@ def test_mutual_tls_needs_a_client_certificate_from_the_right_ca(serve, pki):
 def test_an_actor_trains_over_mutual_tls_with_a_token(serve, pki):
   learner, port = serve(tls_cert=pki["learner.crt"], tls_key=pki["learner.key"],
                         tls_client_ca=pki["ca.crt"], auth_token="t0ken")
-  actor = acting.Actor(Config(grpc_host=f"localhost:{port}", rpc_timeout=10.0, actor_id="secure",
+  actor = Session(Config(grpc_host=f"localhost:{port}", rpc_timeout=10.0, actor_id="secure",
                               tls_ca=pki["ca.crt"], tls_client_cert=pki["actor.crt"],
                               tls_client_key=pki["actor.key"], auth_token="t0ken"))
   actor.run(threading.Event(), max_unrolls=3)
-  assert learner.stats.by_actor == {"secure": 3} and learner.stats.unauthenticated == 0
+  assert learner.snapshot().unrolls_by_actor == {"secure": 3} and learner.snapshot().unauthenticated == 0
 
 
 def test_unreadable_credential_files_are_one_line_errors(capsys):
-  assert acting.main(["--tls-ca", "/nonexistent/ca.crt"]) == 2
+  assert actor_program.main(["--tls-ca", "/nonexistent/ca.crt"]) == 2
   assert capsys.readouterr().err.strip() == (
       "actor_client.py: error: bad value for --tls-ca: cannot read '/nonexistent/ca.crt' "
       "(No such file or directory)")

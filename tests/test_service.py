@@ -5,16 +5,19 @@ import threading
 import time
 
 import grpc
-import jax
 import numpy as np
 import pytest
+from conftest import free_port, upload
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import free_port, upload
-from impala import acting, codec, healthcheck, learning, server
-from impala.client import LearnerClient
+from impala import actor as actor_lib
+from impala import healthcheck
+from impala.actor import Session
 from impala.config import Config
-from impala.proto import impala_pb2 as pb
+from impala.learner import Learner
+from impala.transport import codec, server
+from impala.transport.client import LearnerClient
+from impala.transport.proto import impala_pb2 as pb
 
 
 def client_for(port, **kw):
@@ -64,7 +67,7 @@ def test_health_service_reports_serving(learner_server):
   _, port = learner_server
   with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
     stub = health_pb2_grpc.HealthStub(channel)
-    for service in ("", server.SERVICE_NAME):
+    for service in ("", codec.SERVICE_NAME):
       reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
       assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -80,9 +83,9 @@ def test_healthcheck_command_exits_0_only_when_serving(learner_server, capsys):
 
 def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_server, small_config):
   learner, port = learner_server
-  actor = acting.Actor(small_config)
+  actor = Session(small_config)
   actor.prepare(small_config)
-  unroll, info = actor.unroll(learner.network.init(jax.random.PRNGKey(0)), 0)
+  unroll, info = actor.unroll(learner.params_for_actor()[1], 0)
   good = codec.encode_unroll(unroll, info)
   short = pb.Unroll.FromString(good)
   short.rewards.offset = len(short.payload) - 76
@@ -104,13 +107,14 @@ def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_ser
     assert e.value.details() == details
   assert len(upload(port, good, good)) == 2  # still serving: one reply per unroll
   # `good` is one unroll sent 8 times: taken once, then answered but dropped as a resend.
-  assert learner.stats.accounting() == dict(
+  assert learner.snapshot().accounting() == dict(
       received=14, accepted=1, duplicates=7, stale=0, abandoned=0,
       rejected=dict(malformed=2, wrong_shape=2, action_out_of_range=1, not_finite=1))
 
 
 def test_empty_and_oversize_uploads_get_precise_errors(small_config):
-  learner = learning.Learner(dataclasses.replace(small_config, max_message_mb=1))
+  learner = Learner(dataclasses.replace(small_config, max_message_mb=1))
+  learner.start()
   grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
   try:
     with pytest.raises(grpc.RpcError) as e:
@@ -121,7 +125,7 @@ def test_empty_and_oversize_uploads_get_precise_errors(small_config):
       upload(port, bytes(2 * 1024 * 1024))  # refused by gRPC before the learner sees it
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "larger than max" in e.value.details()
-    assert learner.stats.accounting()["rejected"] == {"malformed": 1}
+    assert learner.snapshot().accounting()["rejected"] == {"malformed": 1}
   finally:
     grpc_server.stop(grace=None).wait()
     learner.close()
@@ -130,37 +134,23 @@ def test_empty_and_oversize_uploads_get_precise_errors(small_config):
 def test_a_resent_unroll_is_counted_once_and_a_restarted_actor_starts_afresh(
     learner_server, small_config):
   learner, port = learner_server
-  actor = acting.Actor(small_config)
+  actor = Session(small_config)
   actor.prepare(small_config)
-  params = learner.network.init(jax.random.PRNGKey(0))
+  params = learner.params_for_actor()[1]
   first, second = (codec.encode_unroll(*actor.unroll(params, 0)) for _ in range(2))
   assert len(upload(port, first, first, second, first, second)) == 5
-  restarted = acting.Actor(small_config)  # same actor id, new process: a new incarnation
+  restarted = Session(small_config)  # same actor id, new process: a new incarnation
   restarted.prepare(small_config)
   assert restarted.incarnation != actor.incarnation
   assert len(upload(port, codec.encode_unroll(*restarted.unroll(params, 0)))) == 1
-  s = learner.stats
+  s = learner.snapshot()
   assert (s.received, s.accepted, s.duplicates) == (6, 3, 3)
-  assert s.by_actor == {actor.actor_id: 3}
-
-
-def test_unrolls_acted_by_too_old_parameters_are_dropped_when_asked(small_config):
-  learner = learning.Learner(dataclasses.replace(small_config, max_policy_lag=3))
-  try:
-    actor = acting.Actor(small_config)
-    actor.prepare(small_config)
-    params = learner.network.init(jax.random.PRNGKey(0))
-    learner.version = 10
-    assert learner.enqueue(*actor.unroll(params, 7)) == "accepted"  # lag 3
-    assert learner.enqueue(*actor.unroll(params, 6)) == "stale"     # lag 4
-    assert (learner.stats.accepted, learner.stats.stale, learner.stats.received) == (1, 1, 2)
-  finally:
-    learner.close()
+  assert s.unrolls_by_actor == {actor.actor_id: 3}
 
 
 def test_actor_started_before_the_learner_connects_and_trains(small_config):
   port = free_port()
-  actor = acting.Actor(Config(grpc_host=f"127.0.0.1:{port}", actor_id="early", rpc_timeout=10.0))
+  actor = Session(Config(grpc_host=f"127.0.0.1:{port}", actor_id="early", rpc_timeout=10.0))
   stop = threading.Event()
   errors = []
 
@@ -172,7 +162,8 @@ def test_actor_started_before_the_learner_connects_and_trains(small_config):
 
   thread = threading.Thread(target=run_actor)
   thread.start()
-  learner = learning.Learner(small_config)
+  learner = Learner(small_config)
+  learner.start()
   grpc_server, _, _ = server.create_server(learner, port, address="127.0.0.1")
   try:
     updates, deadline = 0, time.monotonic() + 60
@@ -181,8 +172,8 @@ def test_actor_started_before_the_learner_connects_and_trains(small_config):
     thread.join(timeout=60)
     assert not errors and not thread.is_alive()
     assert updates == 3 and learner.version == 4
-    assert learner.stats.accepted == 12 and actor.sequence == 12
-    assert learner.last_seen.keys() == {"early"}
+    assert learner.snapshot().accepted == 12 and actor.sequence == 12
+    assert learner.snapshot().actor_last_seen.keys() == {"early"}
   finally:
     stop.set()
     grpc_server.stop(grace=None).wait()
@@ -191,9 +182,10 @@ def test_actor_started_before_the_learner_connects_and_trains(small_config):
 
 def test_a_learner_that_falls_behind_slows_its_actors_down_and_loses_nothing():
   config = Config(num_envs=2, unroll_length=4, batch_size=1, queue_size=1, rpc_timeout=10.0)
-  learner = learning.Learner(config)
+  learner = Learner(config)
+  learner.start()
   grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
-  actor = acting.Actor(Config(grpc_host=f"127.0.0.1:{port}", actor_id="busy", rpc_timeout=10.0))
+  actor = Session(Config(grpc_host=f"127.0.0.1:{port}", actor_id="busy", rpc_timeout=10.0))
   thread = threading.Thread(target=actor.run, args=(threading.Event(), 12))
   try:
     thread.start()
@@ -204,12 +196,12 @@ def test_a_learner_that_falls_behind_slows_its_actors_down_and_loses_nothing():
     assert actor.stalls >= 5
     # The learner holds 4 (queue 1, batcher 1, batch queue 2); the actor stops at
     # MAX_IN_FLIGHT + 1 unanswered (one of them waiting in the learner's handler).
-    assert actor.sequence <= 4 + acting.MAX_IN_FLIGHT + 1
-    while learner.stats.updates < 12 and time.monotonic() < deadline:
+    assert actor.sequence <= 4 + actor_lib.MAX_IN_FLIGHT + 1
+    while learner.snapshot().updates < 12 and time.monotonic() < deadline:
       learner.step(timeout=0.5)
     thread.join(timeout=30)
     assert not thread.is_alive()
-    assert learner.stats.accepted == 12 and learner.stats.updates == 12  # nothing lost
+    assert learner.snapshot().accepted == 12 and learner.snapshot().updates == 12  # nothing lost
   finally:
     grpc_server.stop(grace=None).wait()
     learner.close()

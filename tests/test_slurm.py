@@ -1,5 +1,5 @@
 """slurm/impala.sbatch on a real one-node Slurm cluster that the fixture starts and stops
-(slurm-wlm and munge from Debian; recipe: shared/notes/slurm.md). Its configuration lives
+(slurm-wlm and munge from Debian). Its configuration lives
 in a temporary folder (SLURM_CONF), so nothing under /etc/slurm is touched."""
 
 import json
@@ -12,8 +12,9 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, free_port, require_tool
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 CONF = """\
 ClusterName=impala-test

@@ -1,4 +1,4 @@
-"""The actor's connection to the learner (transport layer)."""
+"""The actor's connection to the learner."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import threading
 
 import grpc
 
-from impala import codec, server
 from impala.config import Config
-from impala.proto import impala_pb2 as pb
+from impala.transport import codec
+from impala.transport.credentials import bearer, channel_options, client_credentials
+from impala.transport.proto import impala_pb2 as pb
 
 # Codes after which an actor reconnects (and re-handshakes) instead of giving up.
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -21,25 +22,24 @@ class LearnerClient:
 
   def __init__(self, config: Config):
     self.config = config
-    options = server.channel_options(config.max_message_bytes)
+    options = channel_options(config.max_message_bytes)
     if config.tls_server_name:
       options.append(("grpc.ssl_target_name_override", config.tls_server_name))
-    credentials = server.client_credentials(config)
+    credentials = client_credentials(config)
     if credentials is None:
       self._channel = grpc.insecure_channel(config.grpc_host, options=options)
     else:
       self._channel = grpc.secure_channel(config.grpc_host, credentials, options=options)
     token = config.token()
-    self._metadata = server.bearer(token) if token else None
+    self._metadata = bearer(token) if token else None
     # Unrolls go out and weights come in as serialized bytes (None: no (de)serializer);
     # codec makes and reads them without protobuf copying the tensors.
-    method = f"/{server.SERVICE_NAME}/"
     self._hello = self._channel.unary_unary(
-        method + "Hello", pb.HelloRequest.SerializeToString, pb.Setup.FromString)
+        codec.method("Hello"), pb.HelloRequest.SerializeToString, pb.Setup.FromString)
     self._upload = self._channel.stream_stream(
-        method + "Upload", None, pb.UploadReply.FromString)
+        codec.method("Upload"), None, pb.UploadReply.FromString)
     self._weights = self._channel.unary_unary(
-        method + "GetWeights", pb.WeightsRequest.SerializeToString, None)
+        codec.method("GetWeights"), pb.WeightsRequest.SerializeToString, None)
 
   def hello(self, actor_id: str, protocol_version: int = codec.PROTOCOL_VERSION
             ) -> tuple[pb.Setup, Config | None]:
@@ -78,7 +78,7 @@ class UploadStream:
   def __init__(self, call: grpc.StreamStreamMultiCallable, metadata=None):
     self._outbox: queue.SimpleQueue = queue.SimpleQueue()
     # No deadline: the stream lasts as long as the connection; keepalive pings
-    # (server.channel_options) notice a dead learner.
+    # (credentials.channel_options) notice a dead learner.
     self._replies = call(iter(self._outbox.get, self._END), metadata=metadata)
     self._inbox: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=self._read, name="upload-replies", daemon=True).start()

@@ -24,49 +24,55 @@ class HelloRequest(_message.Message):
     protocol_version: int
     def __init__(self, actor_id: _Optional[str] = ..., protocol_version: _Optional[int] = ...) -> None: ...
 
-class NetworkSpec(_message.Message):
-    __slots__ = ("torso", "hidden_sizes", "lstm_size")
+class RunSettings(_message.Message):
+    __slots__ = ("env_id", "env_kwargs", "num_envs", "unroll_length", "seed", "torso", "hidden_sizes", "lstm_size", "algorithm", "discount", "baseline_cost", "entropy_cost", "clip_rho", "clip_pg_rho", "max_abs_reward")
+    ENV_ID_FIELD_NUMBER: _ClassVar[int]
+    ENV_KWARGS_FIELD_NUMBER: _ClassVar[int]
+    NUM_ENVS_FIELD_NUMBER: _ClassVar[int]
+    UNROLL_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     TORSO_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_SIZES_FIELD_NUMBER: _ClassVar[int]
     LSTM_SIZE_FIELD_NUMBER: _ClassVar[int]
-    torso: str
-    hidden_sizes: _containers.RepeatedScalarFieldContainer[int]
-    lstm_size: int
-    def __init__(self, torso: _Optional[str] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., lstm_size: _Optional[int] = ...) -> None: ...
-
-class Setup(_message.Message):
-    __slots__ = ("protocol_version", "run_id", "actor_index", "seed", "env_id", "env_kwargs_json", "num_envs", "unroll_length", "network", "learner_address", "algorithm", "discount", "baseline_cost", "entropy_cost", "max_abs_reward")
-    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    ACTOR_INDEX_FIELD_NUMBER: _ClassVar[int]
-    SEED_FIELD_NUMBER: _ClassVar[int]
-    ENV_ID_FIELD_NUMBER: _ClassVar[int]
-    ENV_KWARGS_JSON_FIELD_NUMBER: _ClassVar[int]
-    NUM_ENVS_FIELD_NUMBER: _ClassVar[int]
-    UNROLL_LENGTH_FIELD_NUMBER: _ClassVar[int]
-    NETWORK_FIELD_NUMBER: _ClassVar[int]
-    LEARNER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     DISCOUNT_FIELD_NUMBER: _ClassVar[int]
     BASELINE_COST_FIELD_NUMBER: _ClassVar[int]
     ENTROPY_COST_FIELD_NUMBER: _ClassVar[int]
+    CLIP_RHO_FIELD_NUMBER: _ClassVar[int]
+    CLIP_PG_RHO_FIELD_NUMBER: _ClassVar[int]
     MAX_ABS_REWARD_FIELD_NUMBER: _ClassVar[int]
-    protocol_version: int
-    run_id: str
-    actor_index: int
-    seed: int
     env_id: str
-    env_kwargs_json: str
+    env_kwargs: str
     num_envs: int
     unroll_length: int
-    network: NetworkSpec
-    learner_address: str
+    seed: int
+    torso: str
+    hidden_sizes: _containers.RepeatedScalarFieldContainer[int]
+    lstm_size: int
     algorithm: str
     discount: float
     baseline_cost: float
     entropy_cost: float
+    clip_rho: float
+    clip_pg_rho: float
     max_abs_reward: float
-    def __init__(self, protocol_version: _Optional[int] = ..., run_id: _Optional[str] = ..., actor_index: _Optional[int] = ..., seed: _Optional[int] = ..., env_id: _Optional[str] = ..., env_kwargs_json: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ..., learner_address: _Optional[str] = ..., algorithm: _Optional[str] = ..., discount: _Optional[float] = ..., baseline_cost: _Optional[float] = ..., entropy_cost: _Optional[float] = ..., max_abs_reward: _Optional[float] = ...) -> None: ...
+    def __init__(self, env_id: _Optional[str] = ..., env_kwargs: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., seed: _Optional[int] = ..., torso: _Optional[str] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., lstm_size: _Optional[int] = ..., algorithm: _Optional[str] = ..., discount: _Optional[float] = ..., baseline_cost: _Optional[float] = ..., entropy_cost: _Optional[float] = ..., clip_rho: _Optional[float] = ..., clip_pg_rho: _Optional[float] = ..., max_abs_reward: _Optional[float] = ...) -> None: ...
+
+class Setup(_message.Message):
+    __slots__ = ("protocol_version", "run_id", "actor_index", "seed", "learner_address", "settings")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    LEARNER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: int
+    run_id: str
+    actor_index: int
+    seed: int
+    learner_address: str
+    settings: RunSettings
+    def __init__(self, protocol_version: _Optional[int] = ..., run_id: _Optional[str] = ..., actor_index: _Optional[int] = ..., seed: _Optional[int] = ..., learner_address: _Optional[str] = ..., settings: _Optional[_Union[RunSettings, _Mapping]] = ...) -> None: ...
 
 class Unroll(_message.Message):
     __slots__ = ("actor_id", "sequence", "params_version", "observations", "terminated", "truncated", "actions", "rewards", "behaviour_logits", "core_state", "episode_returns", "episode_lengths", "incarnation", "frame_history", "gradients", "payload")

@@ -1,4 +1,4 @@
-"""Numpy arrays and run data <-> protobuf messages (part of the transport layer).
+"""Numpy arrays and run data <-> protobuf messages, and the service's method paths.
 
 A message that carries tensors holds all their bytes in one `payload` field
 (see protos/impala.proto), which this encoder writes first. Encoding copies each
@@ -20,14 +20,22 @@ import math
 import numpy as np
 from google.protobuf import message as protobuf_message
 
-from impala import frames, types
-from impala.config import ACTOR_LOSS_SETTINGS, Config
-from impala.proto import impala_pb2 as pb
+from impala import specs
+from impala.config import RUN_SETTINGS, Config
+from impala.transport import frames
+from impala.transport.proto import impala_pb2 as pb
 
-# 5: A3C (Setup names the algorithm, unrolls may carry gradients), stacked frames sent
-# once; 4: Setup may send the actor to another learner; 3: unrolls carry an incarnation;
-# 2: tensor bytes in one payload field.
-PROTOCOL_VERSION = 5
+# Protocol 6: the run's settings travel as one RunSettings message. An actor and a
+# learner of different protocols refuse each other (FAILED_PRECONDITION).
+PROTOCOL_VERSION = 6
+_SERVICE = pb.DESCRIPTOR.services_by_name["Learner"]
+SERVICE_NAME = _SERVICE.full_name  # "impala.v1.Learner", as protos/impala.proto names it
+
+
+def method(name: str) -> str:
+  """The gRPC path of one of the service's methods, e.g. "/impala.v1.Learner/Upload"."""
+  return f"/{SERVICE_NAME}/{_SERVICE.methods_by_name[name].name}"
+
 _DTYPES = {np.dtype(d).name: np.dtype(d) for d in (
     bool, np.uint8, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64)}
 ALLOWED_DTYPES = frozenset(_DTYPES)
@@ -160,7 +168,7 @@ _UNROLL_FIELDS = ("observations", "terminated", "truncated", "actions", "rewards
                   "behaviour_logits")
 
 
-def encode_unroll(unroll: types.Unroll, info: types.UnrollInfo,
+def encode_unroll(unroll: specs.Unroll, info: specs.UnrollInfo,
                   stacked_frames: bool = False) -> bytes:
   """An unroll's trajectory; with `stacked_frames` (observations [..., H, W, K]) each
   frame is sent once (see frames.py)."""
@@ -175,13 +183,13 @@ def encode_unroll(unroll: types.Unroll, info: types.UnrollInfo,
       core_state=[payload.add(s) for s in unroll.core_state], **fields)
 
 
-def encode_gradients(grads: dict, info: types.UnrollInfo) -> bytes:
+def encode_gradients(grads: dict, info: specs.UnrollInfo) -> bytes:
   """The gradient an actor took on an unroll (A3C), in place of the trajectory."""
   payload = Payload()
   return _serialize_upload(payload, info, gradients=_params(payload, grads))
 
 
-def _serialize_upload(payload: Payload, info: types.UnrollInfo, **fields) -> bytes:
+def _serialize_upload(payload: Payload, info: specs.UnrollInfo, **fields) -> bytes:
   header = pb.Unroll(
       actor_id=info.actor_id, sequence=info.sequence, params_version=info.params_version,
       incarnation=info.incarnation, episode_returns=payload.add(info.episode_returns),
@@ -189,7 +197,7 @@ def _serialize_upload(payload: Payload, info: types.UnrollInfo, **fields) -> byt
   return payload.serialize(header.SerializeToString())
 
 
-def decode_unroll(raw: bytes) -> tuple[types.Unroll | dict, types.UnrollInfo]:
+def decode_unroll(raw: bytes) -> tuple[specs.Unroll | dict, specs.UnrollInfo]:
   """(the trajectory, or the gradients {module: {name: array}} of an A3C actor, info)."""
   msg, payload = parse(pb.Unroll, raw)
   for name in (() if msg.gradients else _UNROLL_FIELDS) + ("episode_returns", "episode_lengths"):
@@ -201,11 +209,11 @@ def decode_unroll(raw: bytes) -> tuple[types.Unroll | dict, types.UnrollInfo]:
     raise DecodeError("episode_returns: expected finite float32[E]")
   if lengths.shape != returns.shape or lengths.dtype != np.int32:
     raise DecodeError(f"episode_lengths: expected int32{list(returns.shape)}")
-  info = types.UnrollInfo(msg.actor_id, msg.sequence, msg.params_version, returns, lengths,
+  info = specs.UnrollInfo(msg.actor_id, msg.sequence, msg.params_version, returns, lengths,
                           msg.incarnation)
   if msg.gradients:
     return _decode_params(msg.gradients, payload), info
-  unroll = types.Unroll(
+  unroll = specs.Unroll(
       *(decode(getattr(msg, name), payload, name) for name in _UNROLL_FIELDS),
       core_state=tuple(decode(s, payload, f"core_state[{i}]")
                        for i, s in enumerate(msg.core_state)))
@@ -215,7 +223,7 @@ def decode_unroll(raw: bytes) -> tuple[types.Unroll | dict, types.UnrollInfo]:
   return unroll, info
 
 
-def _rebuild_stacks(unroll: types.Unroll, history: np.ndarray) -> np.ndarray:
+def _rebuild_stacks(unroll: specs.Unroll, history: np.ndarray) -> np.ndarray:
   newest, done_shape = unroll.observations, unroll.observations.shape[:2]
   if (newest.ndim < 2 or history.shape[:-1] != newest.shape[1:] or history.dtype != newest.dtype
       or not 2 <= history.shape[-1] + 1 <= 64):
@@ -273,20 +281,17 @@ def decode_weights(raw: bytes) -> tuple[int, dict] | None:
 # --- Handshake --------------------------------------------------------------------------
 
 def encode_setup(config: Config, run_id: str, actor_index: int, seed: int) -> pb.Setup:
-  return pb.Setup(
-      protocol_version=PROTOCOL_VERSION, run_id=run_id, actor_index=actor_index, seed=seed,
-      env_id=config.env_id, env_kwargs_json=json.dumps(config.env_kwargs),
-      num_envs=config.num_envs, unroll_length=config.unroll_length,
-      network=pb.NetworkSpec(torso=config.torso, hidden_sizes=config.hidden_sizes,
-                             lstm_size=config.lstm_size),
-      **{name: getattr(config, name) for name in ACTOR_LOSS_SETTINGS})
+  settings = {name: json.dumps(value) if isinstance(value, dict) else value
+              for name, value in config.run_settings().items()}
+  return pb.Setup(protocol_version=PROTOCOL_VERSION, run_id=run_id, actor_index=actor_index,
+                  seed=seed, settings=pb.RunSettings(**settings))
 
 
 def decode_setup(setup: pb.Setup, config: Config) -> Config:
-  """The actor's config: its own settings with the run's settings from the learner."""
-  return dataclasses.replace(
-      config, env_id=setup.env_id, env_kwargs=json.loads(setup.env_kwargs_json),
-      num_envs=setup.num_envs, unroll_length=setup.unroll_length, seed=setup.seed,
-      torso=setup.network.torso, hidden_sizes=tuple(setup.network.hidden_sizes),
-      lstm_size=setup.network.lstm_size,
-      **{name: getattr(setup, name) for name in ACTOR_LOSS_SETTINGS})
+  """The actor's config: its own settings with the run's settings from the learner, and
+  its own seed."""
+  settings = {}
+  for name in RUN_SETTINGS:
+    value, own = getattr(setup.settings, name), getattr(config, name)
+    settings[name] = json.loads(value) if isinstance(own, dict) else type(own)(value)
+  return dataclasses.replace(config, **dict(settings, seed=setup.seed))

@@ -1,7 +1,9 @@
-"""The learner program: gRPC server, update loop, local actors, progress and stop conditions."""
+"""The learner program (`python learner_server.py`, `impala-learner`): the gRPC server,
+the update loop, local actors, progress records and the stop conditions."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -14,7 +16,10 @@ import threading
 import time
 
 from impala import config as config_lib
-from impala import distributed, learning, metrics, progress, server
+from impala import distributed, metrics, progress
+from impala.learner import batcher
+from impala.learner.learner import Learner
+from impala.transport import server
 
 # Seconds between SIGTERM and SIGKILL for local actors.
 ACTOR_GRACE = 5.0
@@ -26,7 +31,7 @@ def start_local_actors(count: int, port: int) -> list[subprocess.Popen]:
   for i in range(count):
     env = dict(os.environ, GRPC_HOST=f"localhost:{port}", IMPALA_ACTOR_ID=f"local-{i}",
                IMPALA_PARENT_PID=str(os.getpid()), IMPALA_METRICS_PORT="0")
-    children.append(subprocess.Popen([sys.executable, "-m", "impala.acting"], env=env,
+    children.append(subprocess.Popen([sys.executable, "-m", "impala.actor"], env=env,
                                      start_new_session=True))
   return children
 
@@ -44,49 +49,55 @@ def stop_processes(children: list[subprocess.Popen]):
       child.wait()
 
 
-def report(learner, elapsed: float, since: tuple, console, run_log) -> tuple:
+def report(learner: Learner, elapsed: float, since: tuple, console, run_log) -> tuple:
   """Shows (and logs) the learner's figures; returns the new (time, frames, updates) mark."""
-  record = progress.record(learner, elapsed, since)
+  record = progress.record(learner.snapshot(metrics=True), elapsed, since,
+                           learner.config.learning_rate)
   console.show(progress.line(record))
   if run_log:
     run_log.write(record)
   return time.monotonic(), record["frames"], record["updates"]
 
 
-def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
+def train(config: config_lib.Config, started: float, resources: contextlib.ExitStack
+          ) -> tuple[dict, int]:
   """Runs the learner until a stop condition; returns the summary and the exit status.
+  What must outlive the run (the /metrics server) is left on `resources`.
 
   Several learners stop together, after the same update: on the mean return over all of
   them, or when any one of them is out of time or terminated.
   """
   distributed.initialize(config)
-  learner = learning.Learner(config)
+  learner = Learner(config)
   leader = learner.index == 0  # writes the checkpoints
-  if learner.stats.updates:  # several learners: all resume from learner 0's checkpoint
+  first = learner.snapshot()
+  if first.updates:  # several learners: all resume from learner 0's checkpoint
     where = f" from {learner.restored_from}" if learner.restored_from else ""
-    print(f"resumed{where}: update {learner.stats.updates:,}, version {learner.version}",
+    print(f"resumed{where}: update {first.updates:,}, version {first.version}",
           file=sys.stderr, flush=True)
   if config.metrics_port:
-    metrics_port = metrics.serve(metrics.LearnerCollector(learner), config.metrics_port)
-    print(f"metrics on http://localhost:{metrics_port}/metrics", file=sys.stderr, flush=True)
+    exporter = resources.enter_context(contextlib.closing(
+        metrics.serve(metrics.LearnerCollector(learner), config.metrics_port)))
+    print(f"metrics on http://localhost:{exporter.port}/metrics", file=sys.stderr, flush=True)
   grpc_server, port, health = server.create_server(learner, config.port)
-  learner.connect_learners(config.advertise_address or f"{socket.getfqdn()}:{port}")
+  learner.actors.connect_learners(config.advertise_address or f"{socket.getfqdn()}:{port}")
   team = f"learner {learner.index} of {learner.num_learners} " if learner.num_learners > 1 else ""
   print(f"{team}learner serving on port {port} (run {learner.run_id}); "
         f"{config.local_actors} local actors", file=sys.stderr, flush=True)
+  learner.start()
   children = start_local_actors(config.local_actors, port)
   terminated = threading.Event()  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0
   if threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    resources.callback(signal.signal, signal.SIGTERM,
+                       signal.signal(signal.SIGTERM, lambda *_: terminated.set()))
   console = progress.Console()
   run_log = progress.RunLog(config.logdir) if config.logdir else None
   target = config.stop_at_return
   reason, status = "interrupted", 130
-  return_mean = float("nan")
   last_log = None
   try:
     learner.compile()
-    last_log = (time.monotonic(), learner.stats.frames, learner.stats.updates)
+    last_log = (time.monotonic(), first.frames, first.updates)
     last_checkpoint = last_log[0]
     while True:
       elapsed = time.monotonic() - started
@@ -99,16 +110,15 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
       if now - last_log[0] >= config.log_every:
         last_log = report(learner, now - started, last_log, console, run_log)
       # Decided on what all learners agreed on in the update (one learner: its own figures).
-      votes = learner.totals
-      return_mean, episodes = learner.return_mean()  # reported as is: the one the stop used
+      votes, s = learner.votes(), learner.snapshot()
       missed = 1 if not math.isnan(target) else 0  # a cap came before the target return
-      if episodes >= 100 * learner.num_learners and return_mean >= target:
+      if s.episodes_in_mean >= 100 * learner.num_learners and s.return_mean_100 >= target:
         reason, status = "stop_at_return", 0
-      elif votes["terminate"]:
+      elif votes.terminate:
         reason, status = "terminated", 0
-      elif config.max_frames and learner.stats.frames >= config.max_frames:
+      elif config.max_frames and s.frames >= config.max_frames:
         reason, status = "max_frames", missed
-      elif votes["out_of_time"]:
+      elif votes.out_of_time:
         reason, status = "max_seconds", missed
       else:
         continue
@@ -128,16 +138,19 @@ def train(config: config_lib.Config, started: float) -> tuple[dict, int]:
     console.close()
     if run_log:
       run_log.close()
-  s = learner.stats
-  elapsed = time.monotonic() - started
-  summary = dict(learner=learner.index, learners=learner.num_learners, frames=s.frames,
-                 updates=s.updates, version=learner.version, seconds=round(elapsed, 2),
-                 frames_per_second=round(s.frames / elapsed, 1), episodes=s.episodes,
-                 return_mean_100=return_mean, reached_target=reason == "stop_at_return",
-                 stop_reason=reason, unrolls=s.accounting(), unrolls_by_actor=dict(s.by_actor),
-                 unauthenticated_calls=s.unauthenticated, checkpoint=final_checkpoint,
-                 params_sha256=learner.params_digest())
-  return summary, status
+  return summary(learner.snapshot(), time.monotonic() - started, reason, final_checkpoint,
+                 learner.params_digest()), status
+
+
+def summary(s, seconds: float, reason: str, checkpoint: str | None, digest: str) -> dict:
+  """The run's final JSON line: the snapshot's figures under the snapshot's names."""
+  return dict(learner=s.learner, learners=s.learners, seconds=round(seconds, 2),
+              frames_per_second=round(s.frames / seconds, 1), **s.counters(),
+              rejected=dict(s.rejected), version=s.version, return_mean_100=s.return_mean_100,
+              episodes_in_mean=s.episodes_in_mean, policy_lag=s.policy_lag,
+              reached_target=reason == "stop_at_return", stop_reason=reason,
+              unrolls_by_actor=dict(s.unrolls_by_actor), checkpoint=checkpoint,
+              params_sha256=digest)
 
 
 def main(argv=None, started: float | None = None) -> int:
@@ -146,9 +159,11 @@ def main(argv=None, started: float | None = None) -> int:
     config = config_lib.from_args(argv, description="IMPALA learner (gRPC server).")
     logging.basicConfig(format="%(asctime)s learner %(message)s")
     logging.getLogger("impala").setLevel(logging.INFO)
-    summary, status = train(config, started)
+    batcher.keep_freed_memory()
+    with contextlib.ExitStack() as resources:
+      result, status = train(config, started, resources)
   except (config_lib.ConfigError, server.BindError) as e:
     print(f"learner_server.py: error: {e}", file=sys.stderr)
     return 2
-  print(json.dumps(summary), flush=True)
+  print(json.dumps(result), flush=True)
   return status

@@ -1,4 +1,4 @@
-"""The learner's gRPC service (transport layer): protobuf in, arrays to the Learner, bytes out.
+"""The learner's gRPC service: protobuf in, arrays to the Learner, bytes out.
 
 Bad input is answered with a precise status and message and never reaches the
 update: INVALID_ARGUMENT for a malformed unroll (it ends that actor's upload
@@ -11,19 +11,20 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent import futures
-from typing import Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from impala import codec, learning
-from impala.config import Config, read_file
-from impala.proto import impala_pb2 as pb
+from impala import specs
+from impala.learner import Learner, NotReady
+from impala.transport import codec
+from impala.transport.credentials import bearer, channel_options, server_credentials
+from impala.transport.proto import impala_pb2 as pb
 
 log = logging.getLogger("impala.learner")
 
-SERVICE_NAME = "impala.v1.Learner"
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
@@ -31,20 +32,10 @@ class BindError(OSError):
   """The server could not listen on its address."""
 
 
-def channel_options(max_message_bytes: int) -> list:
-  """Options of both ends. Upload streams live long and can sit idle while the learner
-  is busy: both ends ping every 20 s (and accept pings every 10 s) to notice a dead peer."""
-  return [("grpc.max_send_message_length", max_message_bytes),
-          ("grpc.max_receive_message_length", max_message_bytes),
-          ("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 20_000),
-          ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-          ("grpc.http2.max_pings_without_data", 0)]
-
-
 class LearnerService:
-  """Implements the Learner service on top of a `learning.Learner`."""
+  """Implements the Learner service on top of a `Learner`."""
 
-  def __init__(self, learner: learning.Learner):
+  def __init__(self, learner: Learner):
     self.learner = learner
     self._weights_lock = threading.Lock()
     self._weights = (0, b"")  # (version, serialized Weights): each version serialized once
@@ -57,8 +48,8 @@ class LearnerService:
     if not request.actor_id:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must not be empty")
     try:
-      index, seed, elsewhere = self.learner.hello(request.actor_id)
-    except learning.NotReady as e:  # the actor retries
+      index, seed, elsewhere = self.learner.actors.hello(request.actor_id)
+    except NotReady as e:  # the actor retries
       context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
     if elsewhere:
       log.info("actor %s sent to learner %s", request.actor_id, elsewhere)
@@ -74,11 +65,11 @@ class LearnerService:
       try:
         unroll, info = codec.decode_unroll(raw)
       except codec.DecodeError as e:
-        self.learner.reject("malformed")
+        self.learner.intake.reject("malformed")
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
       try:
-        outcome = self.learner.enqueue(unroll, info, keep_waiting=context.is_active)
-      except learning.InvalidUnroll as e:
+        outcome = self.learner.intake.enqueue(unroll, info, keep_waiting=context.is_active)
+      except specs.InvalidUnroll as e:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
       if outcome is None:  # the actor went away or the learner is stopping
         return
@@ -93,11 +84,6 @@ class LearnerService:
       if self._weights[0] != version:
         self._weights = (version, codec.encode_weights(version, params))
       return self._weights[1]
-
-
-def bearer(token: str) -> tuple:
-  """The call metadata that carries `token`."""
-  return (("authorization", f"Bearer {token}"),)
 
 
 class TokenCheck(grpc.ServerInterceptor):
@@ -123,27 +109,6 @@ class TokenCheck(grpc.ServerInterceptor):
     if handler.request_streaming and handler.response_streaming:
       return grpc.stream_stream_rpc_method_handler(refuse)
     return grpc.unary_unary_rpc_method_handler(refuse)
-
-
-def server_credentials(config: Config) -> grpc.ServerCredentials | None:
-  """TLS from --tls-cert/--tls-key, mutual with --tls-client-ca; None for plaintext."""
-  if not config.tls_cert:
-    return None
-  client_ca = read_file(config, "tls_client_ca") if config.tls_client_ca else None
-  return grpc.ssl_server_credentials(
-      [(read_file(config, "tls_key"), read_file(config, "tls_cert"))],
-      root_certificates=client_ca, require_client_auth=client_ca is not None)
-
-
-def client_credentials(config: Config) -> grpc.ChannelCredentials | None:
-  """TLS toward the learner when --tls-ca is given; None for plaintext."""
-  if not config.tls_ca:
-    return None
-  client = config.tls_client_cert
-  return grpc.ssl_channel_credentials(
-      read_file(config, "tls_ca"),
-      read_file(config, "tls_client_key") if client else None,
-      read_file(config, "tls_client_cert") if client else None)
 
 
 class Servers:
@@ -172,7 +137,7 @@ def _listen(server: grpc.Server, address: str, port: int, credentials, flag: str
   return bound
 
 
-def create_server(learner: learning.Learner, port: int, address: str = "[::]",
+def create_server(learner: Learner, port: int, address: str = "[::]",
                   max_workers: int = 256) -> tuple[Servers, int, health.HealthServicer]:
   """Started servers; returns them, the port bound (useful with port 0) and the health servicer.
 
@@ -185,7 +150,7 @@ def create_server(learner: learning.Learner, port: int, address: str = "[::]",
     log.info("no auth token: any client that reaches port %d may upload", port)
   server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                        options=channel_options(config.max_message_bytes),
-                       interceptors=[TokenCheck(token, learner.count_unauthenticated)] if token else [])
+                       interceptors=[TokenCheck(token, learner.intake.count_unauthenticated)] if token else [])
   # None (de)serializers pass bytes through: codec handles unrolls and weights itself.
   handlers = {
       "Hello": grpc.unary_unary_rpc_method_handler(
@@ -195,7 +160,8 @@ def create_server(learner: learning.Learner, port: int, address: str = "[::]",
       "GetWeights": grpc.unary_unary_rpc_method_handler(
           service.GetWeights, pb.WeightsRequest.FromString, None),
   }
-  server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)])
+  server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(codec.SERVICE_NAME,
+                                                                         handlers)])
   health_servicer = health.HealthServicer()
   health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
   bound = _listen(server, address, port, server_credentials(config), "--port")
@@ -207,6 +173,6 @@ def create_server(learner: learning.Learner, port: int, address: str = "[::]",
     servers.append(probes)
   for s in servers:
     s.start()
-  for name in ("", SERVICE_NAME):
+  for name in ("", codec.SERVICE_NAME):
     health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
   return Servers(*servers), bound, health_servicer

@@ -1,8 +1,7 @@
 """Synthetic actors for load tests: N upload streams, each sending CartPole-sized unrolls
-(benchmarks/ingest.py's: new sequence numbers, no environment) as fast as the learner
-takes them.
+(new sequence numbers, no environment) as fast as the learner takes them.
 
-    python tests/synthetic_actors.py HOST:PORT STREAMS SECONDS
+    python -m benchmarks.synthetic_actors HOST:PORT STREAMS SECONDS
 
 Prints one JSON line: unrolls sent and answered per stream, and any errors.
 """
@@ -15,25 +14,25 @@ import time
 
 import grpc
 
-sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
-
-from benchmarks import ingest  # noqa: E402
-from impala import acting, environments, server  # noqa: E402
-from impala.config import Config  # noqa: E402
+from impala import actor as actor_lib
+from impala import environments, specs, testing
+from impala.config import Config
+from impala.transport import codec, credentials
 
 
 def stream(target: str, index: int, deadline: float, results: list):
   config = Config()
-  new = ingest.messages(ingest.make_unroll(config, environments.describe(config.env_id)),
-                        actor_id=f"synthetic-{index}")
+  spec = specs.UnrollSpec.for_run(config, environments.describe(config.env_id))
+  new = testing.messages(testing.random_unroll(spec), testing.info(),
+                         actor_id=f"synthetic-{index}")
   sent = answered = 0
   try:
-    with grpc.insecure_channel(target, options=server.channel_options(config.max_message_bytes)) as ch:
+    with grpc.insecure_channel(target, options=credentials.channel_options(config.max_message_bytes)) as ch:
       outbox = queue.SimpleQueue()
-      for _ in range(acting.MAX_IN_FLIGHT + 1):
+      for _ in range(actor_lib.MAX_IN_FLIGHT + 1):
         outbox.put(next(new))
         sent += 1
-      for _ in ch.stream_stream(f"/{server.SERVICE_NAME}/Upload")(iter(outbox.get, None)):
+      for _ in ch.stream_stream(codec.method("Upload"))(iter(outbox.get, None)):
         answered += 1
         if time.monotonic() < deadline:
           outbox.put(next(new))

@@ -1,0 +1,104 @@
+"""The rollout: a batch of environments stepped by a jitted policy, cut into unrolls."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from impala import environments, losses, networks, specs
+from impala.config import Config
+
+
+def make_policy(network: networks.Network, greedy: bool = False):
+  """`policy(params, rng, obs, first, state) -> (rng, action, logits, state)`, jitted:
+  actions sampled from the policy, or (`greedy`) its most likely ones."""
+
+  @jax.jit
+  def policy(params, rng, obs, first, state):
+    rng, key = jax.random.split(rng)
+    out, state = network.step(params, obs, first, state)
+    action = out.logits.argmax(-1) if greedy else jax.random.categorical(key, out.logits)
+    return rng, action.astype(np.int32), out.logits, state
+
+  return policy
+
+
+def make_gradient(config: Config, network: networks.Network):
+  """`gradient(params, unroll) -> d loss / d params` (A3C), jitted."""
+  loss = losses.make(config, network.unroll)
+  return jax.jit(lambda params, unroll: jax.grad(loss, has_aux=True)(params, unroll)[0])
+
+
+class Rollout:
+  """The environments and policy of one run (`config` holds the run's settings, as the
+  handshake gave them), and where the current episodes stand."""
+
+  def __init__(self, config: Config):
+    self.settings = config.run_settings()
+    self.envs = environments.make(config.env_id, config.num_envs, config.env_kwargs)
+    self.env = environments.spec_of(self.envs)
+    self.spec = specs.UnrollSpec.for_run(config, self.env)
+    self.network = networks.for_run(config, self.env)
+    self.policy = make_policy(self.network)
+    self.gradient = make_gradient(config, self.network) if config.algorithm == "a3c" else None
+    self.rng = jax.random.PRNGKey(config.seed)
+    n = config.num_envs
+    self.obs, _ = self.envs.reset(seed=config.seed)
+    self.done = np.zeros(n, bool)         # the current observation ends its episode
+    self.first = np.ones(n, bool)         # the current observation starts an episode
+    self.terminated = np.zeros(n, bool)
+    self.truncated = np.zeros(n, bool)
+    self.core_state = self.network.initial_state(n)
+    self.episode_return = np.zeros(n, np.float32)
+    self.episode_length = np.zeros(n, np.int32)
+    self.frames = 0
+    self.env_seconds = 0.0        # stepping the environments
+    self.inference_seconds = 0.0  # in the policy, until its actions are on the host
+
+  def unroll(self, params) -> tuple[specs.Unroll, np.ndarray, np.ndarray]:
+    """Steps all environments `unroll_length` times; returns the unroll and the returns
+    and lengths of the episodes that ended in it.
+
+    The current observation is stored as obs_0 of this unroll and was obs_T of
+    the previous one: consecutive unrolls overlap by one observation, so the
+    learner can bootstrap from obs_T without the actor sending any step twice.
+    """
+    out = self.spec.empty()
+    # The state the network uses at obs_0: zero where obs_0 starts an episode.
+    core_state = tuple(np.where(self.first[:, None], 0.0, s).astype(np.float32)
+                       for s in self.core_state)
+    returns, lengths = [], []
+
+    out.observations[0], out.terminated[0], out.truncated[0] = (
+        self.obs, self.terminated, self.truncated)
+    clock = time.perf_counter
+    for t in range(self.spec.unroll_length):
+      started = clock()
+      self.rng, action, step_logits, self.core_state = self.policy(
+          params, self.rng, self.obs, self.first, self.core_state)
+      out.actions[t] = action
+      out.behaviour_logits[t] = step_logits
+      stepped = clock()
+      self.obs, out.rewards[t], self.terminated, self.truncated, _ = self.envs.step(
+          out.actions[t])
+      self.inference_seconds += stepped - started
+      self.env_seconds += clock() - stepped
+      out.observations[t + 1], out.terminated[t + 1], out.truncated[t + 1] = (
+          self.obs, self.terminated, self.truncated)
+      # A step taken from a final observation is the reset step: no reward, no length.
+      self.episode_return += out.rewards[t]
+      self.episode_length += ~self.done
+      self.first = self.done
+      self.done = self.terminated | self.truncated
+      if self.done.any():
+        returns.append(self.episode_return[self.done])
+        lengths.append(self.episode_length[self.done])
+        self.episode_return[self.done] = 0.0
+        self.episode_length[self.done] = 0
+
+    self.frames += self.spec.unroll_length * self.spec.num_envs
+    return (out._replace(core_state=core_state),
+            np.concatenate(returns) if returns else np.zeros(0, np.float32),
+            np.concatenate(lengths) if lengths else np.zeros(0, np.int32))

@@ -1,0 +1,198 @@
+"""The algorithms the learner can run, each one jitted update passed to the learner.
+
+IMPALA: actors upload trajectories; `sgd_step` takes the V-trace gradient of a batch of
+them, all-reduced over the mesh of learners. A3C: actors upload the gradients of their
+own unrolls; `apply_step` applies each as it comes. Both updates have one signature,
+`update(state, input, control) -> (state, metrics, totals)`, so the learner runs either
+(or a new one) without knowing which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from impala import distributed, losses, networks, specs
+from impala.config import Config
+
+
+class TrainingState(NamedTuple):
+  params: dict             # what the actors act with
+  opt_state: optax.OptState
+  average_params: dict     # exponential moving average of params: what evaluation uses
+
+
+def initial_state(params: dict, optimizer: optax.GradientTransformation) -> TrainingState:
+  return TrainingState(params, optimizer.init(params), params)
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+  return optax.chain(
+      optax.clip_by_global_norm(config.max_grad_norm),
+      optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=config.rmsprop_eps))
+
+
+class Control(NamedTuple):
+  """What each learner adds to every update. The update returns the sum over learners,
+  so every learner takes the same decisions (versions, frames, stopping) after it."""
+  weight: float = 0.0        # 1 when this learner brought a batch
+  return_sum: float = 0.0    # of its last 100 episode returns
+  return_count: float = 0.0
+  terminate: float = 0.0     # its votes to stop
+  out_of_time: float = 0.0
+
+  def row(self) -> np.ndarray:
+    return np.array(self, np.float32)
+
+  @classmethod
+  def of_row(cls, row) -> Control:
+    return cls(*(float(x) for x in row))
+
+
+WITH_A_BATCH = Control(weight=1.0)  # what a learner alone brings to each of its updates
+_WEIGHT = Control._fields.index("weight")
+
+
+def make_apply(optimizer: optax.GradientTransformation, average_decay: float) -> Callable:
+  """`apply(state, grads) -> state`: one optimizer step, and the moving average."""
+
+  def apply(state: TrainingState, grads: dict) -> TrainingState:
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    average = optax.incremental_update(params, state.average_params, 1.0 - average_decay)
+    return TrainingState(params, opt_state, average)
+
+  return apply
+
+
+def norms(state: TrainingState, grads: dict) -> dict:
+  return dict(grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(state.params))
+
+
+def make_apply_step(optimizer: optax.GradientTransformation, average_decay: float) -> Callable:
+  """A3C: `apply_step(state, grads, control) -> (state, metrics, control)`, jitted: an
+  actor's gradient applied as it comes, with the one optimizer state (one learner)."""
+  apply = make_apply(optimizer, average_decay)
+
+  @jax.jit
+  def apply_step(state: TrainingState, grads: dict, control: jax.Array):
+    state = apply(state, grads)
+    return state, norms(state, grads), control
+
+  return apply_step
+
+
+def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
+                  mesh: Mesh, average_decay: float = 0.99) -> Callable:
+  """`sgd_step(state, batch, control) -> (state, metrics, totals)`, jitted over `mesh`.
+
+  Each device takes the gradient of the loss on its part of the batch; the gradients
+  of the devices whose learner brought a batch are averaged across the mesh (the
+  all-reduce), and every device applies that same update to its replica of the state.
+  `control` holds each device's Control row; `totals` is their sum over learners. When
+  no learner brought a batch the state is left as it is.
+  """
+  devices_per_learner = len(mesh.local_devices)
+  apply = make_apply(optimizer, average_decay)
+
+  def step(state: TrainingState, batch: specs.Unroll, control: jax.Array):
+    weight = control[0, _WEIGHT]
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+    # One all-reduce of everything, as one vector: each is a round trip between learners.
+    contribution = jax.tree.map(lambda x: jnp.where(weight > 0, x, 0.0), (grads, metrics))
+    flat, unflatten = jax.flatten_util.ravel_pytree((contribution, control[0]))
+    (grads, metrics), totals = unflatten(jax.lax.psum(flat, distributed.AXIS))
+    shares = totals[_WEIGHT]  # devices that took a gradient: each of the mean over its part
+    grads, metrics = jax.tree.map(lambda x: x / jnp.maximum(shares, 1.0), (grads, metrics))
+    state = jax.lax.cond(shares > 0, lambda state: apply(state, grads), lambda state: state,
+                         state)
+    metrics.update(norms(state, grads))
+    return state, metrics, totals / devices_per_learner
+
+  # check_vma=False: rlax's V-trace scan does not mark its carry as varying across the
+  # mesh; the outputs are replicated all the same (psums, and updates computed from them).
+  return jax.jit(jax.shard_map(
+      step, mesh=mesh, in_specs=(P(), distributed.BATCH_SPEC, P(distributed.AXIS)),
+      out_specs=(P(), P(), P()), check_vma=False))
+
+
+class Algorithm(NamedTuple):
+  """How one algorithm learns, as the learner uses it."""
+  name: str
+  unrolls_per_update: int  # uploads that make one update's input
+  init: Callable           # (params) -> TrainingState
+  check: Callable          # (upload) -> None; raises specs.InvalidUnroll
+  assemble: Callable       # (list of uploads) -> the update's input, on the devices
+  placeholder: Callable    # () -> an input of the right shapes (compiling, empty shares)
+  update: Callable         # jitted (state, input, control) -> (state, metrics, totals)
+
+
+def make(config: Config, network: networks.Network, spec: specs.UnrollSpec,
+         mesh: Mesh) -> Algorithm:
+  """The configured algorithm."""
+  return {"impala": impala, "a3c": a3c}[config.algorithm](config, network, spec, mesh)
+
+
+def impala(config: Config, network: networks.Network, spec: specs.UnrollSpec,
+           mesh: Mesh) -> Algorithm:
+  optimizer = make_optimizer(config)
+
+  def check(upload):
+    _expect_kind(upload, config.algorithm, gradients=False)
+    spec.check(upload)
+
+  return Algorithm(
+      config.algorithm, config.batch_size, lambda params: initial_state(params, optimizer),
+      check, lambda unrolls: distributed.shard_batch(mesh, specs.stack(unrolls)),
+      lambda: distributed.shard_batch(mesh, spec.zeros(spec.num_envs * config.batch_size)),
+      make_sgd_step(losses.make(config, network.unroll), optimizer, mesh, config.average_decay))
+
+
+def a3c(config: Config, network: networks.Network, spec: specs.UnrollSpec,
+        mesh: Mesh) -> Algorithm:
+  optimizer = make_optimizer(config)
+  layout = jax.eval_shape(network.init, jax.random.PRNGKey(0))
+
+  def check(upload):
+    _expect_kind(upload, config.algorithm, gradients=True)
+    _check_gradients(upload, layout)
+
+  return Algorithm(
+      config.algorithm, 1, lambda params: initial_state(params, optimizer), check,
+      lambda grads: distributed.replicate(mesh, grads[0]),
+      lambda: distributed.replicate(mesh, jax.tree.map(lambda p: np.zeros(p.shape, p.dtype),
+                                                       layout)),
+      make_apply_step(optimizer, config.average_decay))
+
+
+def _expect_kind(upload, algorithm: str, gradients: bool):
+  if isinstance(upload, dict) != gradients:
+    sent = "gradients" if isinstance(upload, dict) else "trajectory"
+    raise specs.InvalidUnroll(f"{sent}: this learner trains {algorithm}, whose actors send "
+                              f"{'gradients' if gradients else 'trajectories'}",
+                              "wrong_algorithm")
+
+
+def _check_gradients(grads: dict, layout: dict):
+  names = {(m, n) for m, leaves in grads.items() for n in leaves}
+  expected = {(m, n) for m, leaves in layout.items() for n in leaves}
+  if names != expected:
+    m, n = min(names ^ expected)
+    raise specs.InvalidUnroll(
+        f"gradients: {m}/{n} {'missing' if (m, n) in expected else 'unknown'}", "wrong_shape")
+  for m, n in sorted(names):
+    value, want = grads[m][n], layout[m][n]
+    if value.shape != want.shape or value.dtype != want.dtype:
+      raise specs.InvalidUnroll(f"gradients: {m}/{n}: expected {want.dtype.name}"
+                                f"{list(want.shape)}, got {value.dtype.name}{list(value.shape)}",
+                                "wrong_shape")
+    if not np.isfinite(value).all():
+      raise specs.InvalidUnroll(f"gradients: {m}/{n}: contains NaN or infinity", "not_finite")

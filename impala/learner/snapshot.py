@@ -1,0 +1,49 @@
+"""One immutable view of a learner's figures, and the one set of names they go by.
+
+The console line, progress.jsonl, TensorBoard, Prometheus, the final summary and the
+benchmarks all render a `Snapshot`; nobody else reads the learner's state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+# Counts that only grow (Prometheus: impala_<name>_total). They add up:
+# received = accepted + duplicates + stale + sum(rejected) + abandoned.
+COUNTERS = ("frames", "updates", "episodes", "received", "accepted", "duplicates", "stale",
+            "abandoned", "unauthenticated")
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+  learner: int                 # this learner's index
+  learners: int
+  version: int                 # of the newest parameters; actors start at 0, "nothing yet"
+  frames: int                  # environment steps consumed by updates (all learners)
+  updates: int
+  episodes: int                # episodes reported by this learner's actors
+  received: int                # uploads that reached this learner, decodable or not
+  accepted: int                # queued for training
+  duplicates: int              # resent after a reconnect, already taken: dropped
+  stale: int                   # acted by parameters older than --max-policy-lag: dropped
+  rejected: Mapping[str, int]  # reason -> count: malformed or invalid
+  abandoned: int               # the learner stopped, or the actor left, while it waited
+  unauthenticated: int         # calls refused for a missing or wrong token
+  return_mean_100: float       # mean of the last 100 episode returns of every learner
+  episodes_in_mean: int        # how many that mean is over (at most 100 per learner)
+  learner_return_mean_100: float  # the same, of this learner's episodes alone
+  length_mean_100: float       # this learner's last 100 episode lengths
+  policy_lag: float            # mean over the last batch: version - acting version
+  queue_depth: int             # uploads waiting for a batch
+  actors_connected: int        # actors heard from in the last 10 s
+  unrolls_by_actor: Mapping[str, int]     # actor id -> accepted
+  actor_last_seen: Mapping[str, float]    # actor id -> Unix time it was last heard from
+  metrics: Mapping[str, float]  # of the newest update: losses, gradient and param norms
+
+  def counters(self) -> dict:
+    return {name: getattr(self, name) for name in COUNTERS}
+
+  def accounting(self) -> dict:
+    return dict(received=self.received, accepted=self.accepted, duplicates=self.duplicates,
+                stale=self.stale, rejected=dict(self.rejected), abandoned=self.abandoned)
