@@ -1,7 +1,8 @@
 """IMPALA actor: connects to the learner at GRPC_HOST and needs nothing else.
 
-    GRPC_HOST=localhost:50051 python actor_client.py
+GRPC_HOST=localhost:50051 python actor_client.py
 """
+
 import sys
 
 from impala.actor import program

@@ -4,6 +4,7 @@ Train CartPole-v1 on this machine with two local actor processes:
 
     python learner_server.py --local-actors 2 --stop-at-return 475
 """
+
 import sys
 import time
 

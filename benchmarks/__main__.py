@@ -11,8 +11,16 @@ import json
 import subprocess
 import sys
 
-BENCHMARKS = ("end_to_end", "ingest", "weights", "actor_overhead", "learner_pipeline", "learners",
-              "algorithms", "atari")
+BENCHMARKS = (
+  "end_to_end",
+  "ingest",
+  "weights",
+  "actor_overhead",
+  "learner_pipeline",
+  "learners",
+  "algorithms",
+  "atari",
+)
 
 
 def _number(value: float) -> str:
@@ -20,17 +28,23 @@ def _number(value: float) -> str:
 
 
 def table(results: list[dict]) -> str:
-  rows = ["| benchmark | measured | value | baseline | baseline value | ratio |",
-          "|---|---|---:|---|---:|---:|"]
+  rows = [
+    "| benchmark | measured | value | baseline | baseline value | ratio |",
+    "|---|---|---:|---|---:|---:|",
+  ]
   for result in results:
     for c in result["comparisons"]:
-      rows.append(f"| {result['benchmark']} | {c['name']} | {_number(c['value'])} {c['unit']} | "
-                  f"{c['baseline_name']} | {_number(c['baseline'])} {c['unit']} | "
-                  f"{c['ratio']:.2f} |")
+      rows.append(
+        f"| {result['benchmark']} | {c['name']} | {_number(c['value'])} {c['unit']} | "
+        f"{c['baseline_name']} | {_number(c['baseline'])} {c['unit']} | "
+        f"{c['ratio']:.2f} |"
+      )
   machine = results[0]["machine"] if results else {}
-  rows.append(f"\n{machine.get('date')}, {machine.get('cores')} cores ({machine.get('cpu')}), "
-              f"jax {machine.get('versions', {}).get('jax')} on {machine.get('jax_backend')}, "
-              f"grpcio {machine.get('versions', {}).get('grpcio')}")
+  rows.append(
+    f"\n{machine.get('date')}, {machine.get('cores')} cores ({machine.get('cpu')}), "
+    f"jax {machine.get('versions', {}).get('jax')} on {machine.get('jax_backend')}, "
+    f"grpcio {machine.get('versions', {}).get('grpcio')}"
+  )
   return "\n".join(rows)
 
 
@@ -38,14 +52,17 @@ def main(argv: list[str]) -> int:
   names = argv or BENCHMARKS
   unknown = sorted(set(names) - set(BENCHMARKS))
   if unknown:
-    print(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
-          file=sys.stderr)
+    print(
+      f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
+      file=sys.stderr,
+    )
     return 2
   results, failed = [], []
   for name in names:
     print(f"running {name} ...", file=sys.stderr, flush=True)
-    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}"], stdout=subprocess.PIPE,
-                          text=True)
+    done = subprocess.run(
+      [sys.executable, "-m", f"benchmarks.{name}"], stdout=subprocess.PIPE, text=True
+    )
     if done.returncode != 0:
       failed.append(name)
       continue

@@ -22,8 +22,9 @@ WARMUP, WINDOW, BASELINE = 10.0, 20.0, 6.0
 
 
 def atari_config(torso: str) -> Config:
-  return Config(env_id=ENV, torso=torso, num_envs=8, unroll_length=20, batch_size=2,
-                max_abs_reward=1.0)
+  return Config(
+    env_id=ENV, torso=torso, num_envs=8, unroll_length=20, batch_size=2, max_abs_reward=1.0
+  )
 
 
 def bytes_per_frame(config: Config, unrolls: int = 5) -> tuple[float, float]:
@@ -50,17 +51,35 @@ def main(argv=None):
     config = atari_config(torso)
     baseline = common.acting_frames_per_second(config, BASELINE)
     rates = common.learning_rates(config, 2, WARMUP, args.window)
-    comparisons.append(common.comparison(
-        f"{torso}: 2 actors x 8 envs, learning", "frames/s", rates["frames_per_second"],
-        "env + policy loop, 8 envs, 1 process", baseline))
+    comparisons.append(
+      common.comparison(
+        f"{torso}: 2 actors x 8 envs, learning",
+        "frames/s",
+        rates["frames_per_second"],
+        "env + policy loop, 8 envs, 1 process",
+        baseline,
+      )
+    )
     details.append(dict(torso=torso, acting_frames_per_second=baseline, **rates))
   sent, full = bytes_per_frame(atari_config("shallow"))
-  comparisons.append(common.comparison("bytes per frame, each frame sent once", "B", sent,
-                                       "whole stacks of 4", full))
-  common.emit("atari", dict(env_id=ENV, num_envs=8, unroll_length=20, batch_size=2,
-                            warmup_s=WARMUP, window_s=args.window, baseline_s=BASELINE,
-                            frames="agent steps (4 emulator frames each)"),
-              comparisons, details)
+  comparisons.append(
+    common.comparison("bytes per frame, each frame sent once", "B", sent, "whole stacks of 4", full)
+  )
+  common.emit(
+    "atari",
+    dict(
+      env_id=ENV,
+      num_envs=8,
+      unroll_length=20,
+      batch_size=2,
+      warmup_s=WARMUP,
+      window_s=args.window,
+      baseline_s=BASELINE,
+      frames="agent steps (4 emulator frames each)",
+    ),
+    comparisons,
+    details,
+  )
 
 
 if __name__ == "__main__":

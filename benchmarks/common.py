@@ -25,17 +25,37 @@ from impala.config import Config
 from impala.learner import Learner, batcher, program
 from impala.transport import server
 
-PACKAGES = ("jax", "jaxlib", "dm-haiku", "rlax", "optax", "numpy", "grpcio", "protobuf",
-            "gymnasium")
+PACKAGES = (
+  "jax",
+  "jaxlib",
+  "dm-haiku",
+  "rlax",
+  "optax",
+  "numpy",
+  "grpcio",
+  "protobuf",
+  "gymnasium",
+)
 ATARI_SHAPED = "AtariShaped-v0"  # 84x84x4 uint8 observations, 6 actions; never stepped
 
 
 def machine() -> dict:
-  cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-              if line.startswith("model name")), platform.processor())
-  return dict(date=datetime.date.today().isoformat(), cores=len(os.sched_getaffinity(0)),
-              cpu=cpu, python=platform.python_version(), jax_backend=jax.default_backend(),
-              versions={name: metadata.version(name) for name in PACKAGES})
+  cpu = next(
+    (
+      line.split(":", 1)[1].strip()
+      for line in open("/proc/cpuinfo")
+      if line.startswith("model name")
+    ),
+    platform.processor(),
+  )
+  return dict(
+    date=datetime.date.today().isoformat(),
+    cores=len(os.sched_getaffinity(0)),
+    cpu=cpu,
+    python=platform.python_version(),
+    jax_backend=jax.default_backend(),
+    versions={name: metadata.version(name) for name in PACKAGES},
+  )
 
 
 def free_port() -> int:
@@ -45,13 +65,29 @@ def free_port() -> int:
 
 
 def comparison(name: str, unit: str, value: float, baseline_name: str, baseline: float) -> dict:
-  return dict(name=name, unit=unit, value=value, baseline_name=baseline_name, baseline=baseline,
-              ratio=value / baseline)
+  return dict(
+    name=name,
+    unit=unit,
+    value=value,
+    baseline_name=baseline_name,
+    baseline=baseline,
+    ratio=value / baseline,
+  )
 
 
 def emit(benchmark: str, parameters: dict, comparisons: list[dict], details=None):
-  print(json.dumps(dict(benchmark=benchmark, machine=machine(), parameters=parameters,
-                        comparisons=comparisons, details=details or {})), flush=True)
+  print(
+    json.dumps(
+      dict(
+        benchmark=benchmark,
+        machine=machine(),
+        parameters=parameters,
+        comparisons=comparisons,
+        details=details or {},
+      )
+    ),
+    flush=True,
+  )
 
 
 def seconds_per_call(fn, min_seconds: float = 0.5, warmup: int = 3, calls: int = 1) -> float:
@@ -109,8 +145,9 @@ def steady_rates(learner: Learner, warmup: float, window: float) -> dict:
     s = learner.snapshot()
     marks.append((time.monotonic(), s.frames, s.updates, s.accepted))
   (t0, *first), (t1, *last) = marks
-  return {name: (b - a) / (t1 - t0)
-          for name, a, b in zip(("frames", "updates", "unrolls"), first, last)}
+  return {
+    name: (b - a) / (t1 - t0) for name, a, b in zip(("frames", "updates", "unrolls"), first, last)
+  }
 
 
 def learning_rates(config: Config, actors: int, warmup: float, window: float) -> dict:
@@ -132,8 +169,12 @@ def learning_rates(config: Config, actors: int, warmup: float, window: float) ->
         raise RuntimeError("no update within 120 s: did the actors start?")
     rates = steady_rates(learner, warmup, window)
     s = learner.snapshot()
-    return dict(frames_per_second=rates["frames"], updates_per_second=rates["updates"],
-                policy_lag=s.policy_lag, return_mean_100=s.return_mean_100)
+    return dict(
+      frames_per_second=rates["frames"],
+      updates_per_second=rates["updates"],
+      policy_lag=s.policy_lag,
+      return_mean_100=s.return_mean_100,
+    )
   finally:
     program.stop_processes(children)
     grpc_server.stop(grace=None).wait()

@@ -29,16 +29,32 @@ def main(argv=None):
     baseline = common.acting_frames_per_second(config, BASELINE)
     for actors in args.actors:
       rates = common.learning_rates(config, actors, WARMUP, args.window)
-      comparisons.append(common.comparison(
-          f"{actors} actors x {num_envs} envs", "frames/s", rates["frames_per_second"],
-          f"env + policy loop, {num_envs} envs, 1 process", baseline))
+      comparisons.append(
+        common.comparison(
+          f"{actors} actors x {num_envs} envs",
+          "frames/s",
+          rates["frames_per_second"],
+          f"env + policy loop, {num_envs} envs, 1 process",
+          baseline,
+        )
+      )
       details.append(dict(actors=actors, num_envs=num_envs, **rates))
   defaults = Config()
-  common.emit("end_to_end", dict(env_id=defaults.env_id, unroll_length=defaults.unroll_length,
-                                 batch_size=defaults.batch_size, torso=defaults.torso,
-                                 hidden_sizes=defaults.hidden_sizes, warmup_s=WARMUP,
-                                 window_s=args.window, baseline_s=BASELINE),
-              comparisons, details)
+  common.emit(
+    "end_to_end",
+    dict(
+      env_id=defaults.env_id,
+      unroll_length=defaults.unroll_length,
+      batch_size=defaults.batch_size,
+      torso=defaults.torso,
+      hidden_sizes=defaults.hidden_sizes,
+      warmup_s=WARMUP,
+      window_s=args.window,
+      baseline_s=BASELINE,
+    ),
+    comparisons,
+    details,
+  )
 
 
 if __name__ == "__main__":

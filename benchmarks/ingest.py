@@ -35,8 +35,8 @@ SENDERS = 2
 IN_FLIGHT = actor_lib.MAX_IN_FLIGHT + 1  # unanswered unrolls per sender, as a real actor keeps
 WARMUP, WINDOW = 1.0, 4.0
 SIZES = {
-    "cartpole": Config(),
-    "atari": Config(env_id=common.ATARI_SHAPED, torso="deep", num_envs=8, queue_size=8),
+  "cartpole": Config(),
+  "atari": Config(env_id=common.ATARI_SHAPED, torso="deep", num_envs=8, queue_size=8),
 }
 
 
@@ -50,8 +50,9 @@ def messages(template: tuple[specs.Unroll, specs.UnrollInfo]):
   return testing.messages(*template)
 
 
-def stream_sender(target: str, template, max_bytes: int, stop,
-                  method: str = codec.method("Upload")):
+def stream_sender(
+  target: str, template, max_bytes: int, stop, method: str = codec.method("Upload")
+):
   """Sends unrolls on one upload stream, IN_FLIGHT unanswered at most, until `stop` is set."""
   new = messages(template)
   with grpc.insecure_channel(target, options=credentials.channel_options(max_bytes)) as channel:
@@ -86,8 +87,10 @@ def socket_sender(port: int, template, stop):
 def start_senders(target, *args, **kwargs):
   ctx = multiprocessing.get_context("spawn")
   stop = ctx.Event()
-  procs = [ctx.Process(target=target, args=(*args, stop), kwargs=kwargs, daemon=True)
-           for _ in range(SENDERS)]
+  procs = [
+    ctx.Process(target=target, args=(*args, stop), kwargs=kwargs, daemon=True)
+    for _ in range(SENDERS)
+  ]
   for p in procs:
     p.start()
   return stop, procs
@@ -109,8 +112,9 @@ def grpc_ingest(config: Config, template, train: bool = False) -> tuple[float, f
   learner.start()
   learner.compile()
   grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
-  stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", template,
-                              config.max_message_bytes)
+  stop, procs = start_senders(
+    stream_sender, f"127.0.0.1:{port}", template, config.max_message_bytes
+  )
   try:
     rates = common.steady_rates(learner, WARMUP, WINDOW)
     return rates["unrolls"], rates["updates"]
@@ -123,8 +127,12 @@ def grpc_ingest(config: Config, template, train: bool = False) -> tuple[float, f
 def ingest_only(config: Config) -> algorithms.Algorithm:
   """The configured algorithm with a no-op update: the learner only takes in uploads."""
   env = environments.describe(config.env_id)
-  real = algorithms.make(config, networks.for_run(config, env),
-                         specs.UnrollSpec.for_run(config, env), distributed.make_mesh())
+  real = algorithms.make(
+    config,
+    networks.for_run(config, env),
+    specs.UnrollSpec.for_run(config, env),
+    distributed.make_mesh(),
+  )
   return real._replace(update=lambda state, batch, control: (state, {}, control))
 
 
@@ -142,14 +150,23 @@ def bare_grpc_ingest(template, max_bytes: int, stream: bool = False) -> float:
       yield b""
 
   bare = grpc.server(futures.ThreadPoolExecutor(16), options=credentials.channel_options(max_bytes))
-  bare.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Bare", {
-      "Upload": grpc.unary_unary_rpc_method_handler(upload),
-      "UploadStream": grpc.stream_stream_rpc_method_handler(upload_stream)})])
+  bare.add_generic_rpc_handlers(
+    [
+      grpc.method_handlers_generic_handler(
+        "bench.Bare",
+        {
+          "Upload": grpc.unary_unary_rpc_method_handler(upload),
+          "UploadStream": grpc.stream_stream_rpc_method_handler(upload_stream),
+        },
+      )
+    ]
+  )
   port = bare.add_insecure_port("127.0.0.1:0")
   bare.start()
   if stream:
-    stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", template, max_bytes,
-                                method="/bench.Bare/UploadStream")
+    stop, procs = start_senders(
+      stream_sender, f"127.0.0.1:{port}", template, max_bytes, method="/bench.Bare/UploadStream"
+    )
   else:
     stop, procs = start_senders(unary_sender, f"127.0.0.1:{port}", template, max_bytes)
   try:
@@ -214,22 +231,49 @@ def main():
     bare_rate = bare_grpc_ingest(template, config.max_message_bytes)
     stream_rate = bare_grpc_ingest(template, config.max_message_bytes, stream=True)
     comparisons += [
-        common.comparison(f"{size}: learner ingest", "MB/s", unrolls * mb,
-                          "same bytes over a loopback socket", socket_rate * mb),
-        common.comparison(f"{size}: learner ingest", "MB/s", unrolls * mb,
-                          "bare gRPC server, streams, bytes dropped", stream_rate * mb),
-        common.comparison(f"{size}: learner ingest", "MB/s", unrolls * mb,
-                          "bare gRPC server, unary calls, bytes dropped", bare_rate * mb)]
-    details[size] = dict(unroll_megabytes=mb, unrolls_per_second=unrolls,
-                         frames_per_second=unrolls * frames, batches_per_second=batches,
-                         socket_messages_per_second=socket_rate,
-                         bare_grpc_messages_per_second=bare_rate,
-                         bare_grpc_stream_messages_per_second=stream_rate)
-  parameters = dict(senders=SENDERS, in_flight_per_sender=IN_FLIGHT, warmup_s=WARMUP,
-                    window_s=WINDOW, **{size: dict(env_id=c.env_id, num_envs=c.num_envs,
-                                                   unroll_length=c.unroll_length,
-                                                   batch_size=c.batch_size)
-                                        for size, c in SIZES.items()})
+      common.comparison(
+        f"{size}: learner ingest",
+        "MB/s",
+        unrolls * mb,
+        "same bytes over a loopback socket",
+        socket_rate * mb,
+      ),
+      common.comparison(
+        f"{size}: learner ingest",
+        "MB/s",
+        unrolls * mb,
+        "bare gRPC server, streams, bytes dropped",
+        stream_rate * mb,
+      ),
+      common.comparison(
+        f"{size}: learner ingest",
+        "MB/s",
+        unrolls * mb,
+        "bare gRPC server, unary calls, bytes dropped",
+        bare_rate * mb,
+      ),
+    ]
+    details[size] = dict(
+      unroll_megabytes=mb,
+      unrolls_per_second=unrolls,
+      frames_per_second=unrolls * frames,
+      batches_per_second=batches,
+      socket_messages_per_second=socket_rate,
+      bare_grpc_messages_per_second=bare_rate,
+      bare_grpc_stream_messages_per_second=stream_rate,
+    )
+  parameters = dict(
+    senders=SENDERS,
+    in_flight_per_sender=IN_FLIGHT,
+    warmup_s=WARMUP,
+    window_s=WINDOW,
+    **{
+      size: dict(
+        env_id=c.env_id, num_envs=c.num_envs, unroll_length=c.unroll_length, batch_size=c.batch_size
+      )
+      for size, c in SIZES.items()
+    },
+  )
   common.emit("ingest", parameters, comparisons, details)
 
 

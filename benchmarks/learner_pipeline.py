@@ -47,18 +47,33 @@ def main():
   template = ingest.make_unroll(config)
   unrolls, updates = ingest.grpc_ingest(config, template, train=True)
   comparisons = [
-      common.comparison(f"fed by {ACTORS} local actors", "updates/s",
-                        actors["updates_per_second"], "sgd_step alone", baseline),
-      common.comparison(f"fed by {ingest.SENDERS} synthetic actors", "updates/s", updates,
-                        "sgd_step alone", baseline),
+    common.comparison(
+      f"fed by {ACTORS} local actors",
+      "updates/s",
+      actors["updates_per_second"],
+      "sgd_step alone",
+      baseline,
+    ),
+    common.comparison(
+      f"fed by {ingest.SENDERS} synthetic actors", "updates/s", updates, "sgd_step alone", baseline
+    ),
   ]
-  common.emit("learner_pipeline",
-              dict(env_id=config.env_id, num_envs=config.num_envs,
-                   unroll_length=config.unroll_length, batch_size=config.batch_size,
-                   frames_per_update=config.unroll_length * config.num_envs * config.batch_size,
-                   torso=config.torso, hidden_sizes=config.hidden_sizes, warmup_s=WARMUP,
-                   window_s=WINDOW),
-              comparisons, dict(actors=actors, synthetic_unrolls_per_second=unrolls))
+  common.emit(
+    "learner_pipeline",
+    dict(
+      env_id=config.env_id,
+      num_envs=config.num_envs,
+      unroll_length=config.unroll_length,
+      batch_size=config.batch_size,
+      frames_per_update=config.unroll_length * config.num_envs * config.batch_size,
+      torso=config.torso,
+      hidden_sizes=config.hidden_sizes,
+      warmup_s=WARMUP,
+      window_s=WINDOW,
+    ),
+    comparisons,
+    dict(actors=actors, synthetic_unrolls_per_second=unrolls),
+  )
 
 
 if __name__ == "__main__":

@@ -23,11 +23,12 @@ from impala.transport import codec, credentials
 def stream(target: str, index: int, deadline: float, results: list):
   config = Config()
   spec = specs.UnrollSpec.for_run(config, environments.describe(config.env_id))
-  new = testing.messages(testing.random_unroll(spec), testing.info(),
-                         actor_id=f"synthetic-{index}")
+  new = testing.messages(testing.random_unroll(spec), testing.info(), actor_id=f"synthetic-{index}")
   sent = answered = 0
   try:
-    with grpc.insecure_channel(target, options=credentials.channel_options(config.max_message_bytes)) as ch:
+    with grpc.insecure_channel(
+      target, options=credentials.channel_options(config.max_message_bytes)
+    ) as ch:
       outbox = queue.SimpleQueue()
       for _ in range(actor_lib.MAX_IN_FLIGHT + 1):
         outbox.put(next(new))
@@ -48,8 +49,9 @@ def main():
   target, streams, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
   deadline = time.monotonic() + seconds
   results = [None] * streams
-  threads = [threading.Thread(target=stream, args=(target, i, deadline, results))
-             for i in range(streams)]
+  threads = [
+    threading.Thread(target=stream, args=(target, i, deadline, results)) for i in range(streams)
+  ]
   for t in threads:
     t.start()
   for t in threads:

@@ -23,20 +23,21 @@ from impala.transport import codec, credentials, server
 from impala.transport.client import LearnerClient
 
 NETWORKS = {
-    "mlp": Config(),
-    "deep": Config(env_id=common.ATARI_SHAPED, torso="deep", num_envs=1),
+  "mlp": Config(),
+  "deep": Config(env_id=common.ATARI_SHAPED, torso="deep", num_envs=1),
 }
 
 
 def repeated_float_message():
   """`message Weights { repeated Param params = 1; }`, `Param { string name; repeated int64 shape;
   repeated float values; }`: the floats-as-repeated-fields format."""
-  file = descriptor_pb2.FileDescriptorProto(name="seed_weights.proto", package="seed",
-                                            syntax="proto3")
+  file = descriptor_pb2.FileDescriptorProto(
+    name="seed_weights.proto", package="seed", syntax="proto3"
+  )
   param = file.message_type.add(name="Param")
-  param.field.add(name="name", number=1, type=9, label=1)      # string
-  param.field.add(name="shape", number=2, type=3, label=3)     # repeated int64
-  param.field.add(name="values", number=3, type=2, label=3)    # repeated float
+  param.field.add(name="name", number=1, type=9, label=1)  # string
+  param.field.add(name="shape", number=2, type=3, label=3)  # repeated int64
+  param.field.add(name="values", number=3, type=2, label=3)  # repeated float
   weights = file.message_type.add(name="Weights")
   weights.field.add(name="params", number=1, type=11, label=3, type_name=".seed.Param")
   pool = descriptor_pool.DescriptorPool()
@@ -45,9 +46,13 @@ def repeated_float_message():
 
 
 def repeated_float_serialize(message_type, params: dict) -> bytes:
-  return message_type(params=[
+  return message_type(
+    params=[
       dict(name=f"{module}/{name}", shape=value.shape, values=value.ravel().tolist())
-      for module, leaves in params.items() for name, value in leaves.items()]).SerializeToString()
+      for module, leaves in params.items()
+      for name, value in leaves.items()
+    ]
+  ).SerializeToString()
 
 
 def repeated_float_deserialize(message_type, raw: bytes) -> dict:
@@ -64,21 +69,33 @@ def fetch_seconds(config: Config, params: dict, message_type) -> tuple[float, fl
   learner = Learner(config)
   learner.start()
   ours, port, _ = server.create_server(learner, 0, address="127.0.0.1")
-  seed = grpc.server(futures.ThreadPoolExecutor(4),
-                     options=credentials.channel_options(config.max_message_bytes))
-  seed.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("seed.Learner", {
-      "GetWeights": grpc.unary_unary_rpc_method_handler(
-          lambda request, context: repeated_float_serialize(message_type, params))})])
+  seed = grpc.server(
+    futures.ThreadPoolExecutor(4), options=credentials.channel_options(config.max_message_bytes)
+  )
+  seed.add_generic_rpc_handlers(
+    [
+      grpc.method_handlers_generic_handler(
+        "seed.Learner",
+        {
+          "GetWeights": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: repeated_float_serialize(message_type, params)
+          )
+        },
+      )
+    ]
+  )
   seed_port = seed.add_insecure_port("127.0.0.1:0")
   seed.start()
   client = LearnerClient(Config(grpc_host=f"127.0.0.1:{port}"))
   try:
+
     def fetch():  # have_version 0: the whole parameters every time
       version, _ = client.decode_weights(client.weights("bench", 0).result())
       assert version == learner.version
 
-    with grpc.insecure_channel(f"127.0.0.1:{seed_port}",
-                               options=credentials.channel_options(config.max_message_bytes)) as ch:
+    with grpc.insecure_channel(
+      f"127.0.0.1:{seed_port}", options=credentials.channel_options(config.max_message_bytes)
+    ) as ch:
       get = ch.unary_unary("/seed.Learner/GetWeights")
 
       def fetch_seed():  # the same call style as the actor's (a future), so only the format differs
@@ -116,22 +133,36 @@ def main():
     seed_s = common.seconds_per_call(seed, min_seconds=2.0, warmup=1)
     fetch_s, seed_fetch_s = fetch_seconds(config, params, message_type)
     mb = flat.nbytes / 1e6
-    details[net] = dict(megabytes=mb, tensors=len(leaves), copy_ms=copy_s * 1e3,
-                        serialize_deserialize_ms=ours_s * 1e3,
-                        repeated_float_ms=seed_s * 1e3, fetch_ms=fetch_s * 1e3,
-                        repeated_float_fetch_ms=seed_fetch_s * 1e3)
+    details[net] = dict(
+      megabytes=mb,
+      tensors=len(leaves),
+      copy_ms=copy_s * 1e3,
+      serialize_deserialize_ms=ours_s * 1e3,
+      repeated_float_ms=seed_s * 1e3,
+      fetch_ms=fetch_s * 1e3,
+      repeated_float_fetch_ms=seed_fetch_s * 1e3,
+    )
     # Ratios as "how many times the baseline's time" (lower is better) would invert the
     # table's convention; report speeds (MB/s) instead so every ratio reads the same way.
     comparisons += [
-        common.comparison(f"{net}: serialize + deserialize", "MB/s", mb / ours_s,
-                          "numpy copy", mb / copy_s),
-        common.comparison(f"{net}: serialize + deserialize", "MB/s", mb / ours_s,
-                          "repeated floats", mb / seed_s),
-        common.comparison(f"{net}: fetch over gRPC", "MB/s", mb / fetch_s,
-                          "repeated floats over gRPC", mb / seed_fetch_s),
+      common.comparison(
+        f"{net}: serialize + deserialize", "MB/s", mb / ours_s, "numpy copy", mb / copy_s
+      ),
+      common.comparison(
+        f"{net}: serialize + deserialize", "MB/s", mb / ours_s, "repeated floats", mb / seed_s
+      ),
+      common.comparison(
+        f"{net}: fetch over gRPC",
+        "MB/s",
+        mb / fetch_s,
+        "repeated floats over gRPC",
+        mb / seed_fetch_s,
+      ),
     ]
-  emit_parameters = {net: dict(torso=c.torso, hidden_sizes=c.hidden_sizes, env_id=c.env_id)
-                     for net, c in NETWORKS.items()}
+  emit_parameters = {
+    net: dict(torso=c.torso, hidden_sizes=c.hidden_sizes, env_id=c.env_id)
+    for net, c in NETWORKS.items()
+  }
   common.emit("weights", emit_parameters, comparisons, details)
 
 

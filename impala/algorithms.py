@@ -25,9 +25,9 @@ from impala.config import Config
 
 
 class TrainingState(NamedTuple):
-  params: dict             # what the actors act with
+  params: dict  # what the actors act with
   opt_state: optax.OptState
-  average_params: dict     # exponential moving average of params: what evaluation uses
+  average_params: dict  # exponential moving average of params: what evaluation uses
 
 
 def initial_state(params: dict, optimizer: optax.GradientTransformation) -> TrainingState:
@@ -36,17 +36,19 @@ def initial_state(params: dict, optimizer: optax.GradientTransformation) -> Trai
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
   return optax.chain(
-      optax.clip_by_global_norm(config.max_grad_norm),
-      optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=config.rmsprop_eps))
+    optax.clip_by_global_norm(config.max_grad_norm),
+    optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=config.rmsprop_eps),
+  )
 
 
 class Control(NamedTuple):
   """What each learner adds to every update. The update returns the sum over learners,
   so every learner takes the same decisions (versions, frames, stopping) after it."""
-  weight: float = 0.0        # 1 when this learner brought a batch
-  return_sum: float = 0.0    # of its last 100 episode returns
+
+  weight: float = 0.0  # 1 when this learner brought a batch
+  return_sum: float = 0.0  # of its last 100 episode returns
   return_count: float = 0.0
-  terminate: float = 0.0     # its votes to stop
+  terminate: float = 0.0  # its votes to stop
   out_of_time: float = 0.0
 
   def row(self) -> np.ndarray:
@@ -90,8 +92,12 @@ def make_apply_step(optimizer: optax.GradientTransformation, average_decay: floa
   return apply_step
 
 
-def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
-                  mesh: Mesh, average_decay: float = 0.99) -> Callable:
+def make_sgd_step(
+  loss_fn: Callable,
+  optimizer: optax.GradientTransformation,
+  mesh: Mesh,
+  average_decay: float = 0.99,
+) -> Callable:
   """`sgd_step(state, batch, control) -> (state, metrics, totals)`, jitted over `mesh`.
 
   Each device takes the gradient of the loss on its part of the batch; the gradients
@@ -112,37 +118,45 @@ def make_sgd_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     (grads, metrics), totals = unflatten(jax.lax.psum(flat, distributed.AXIS))
     shares = totals[_WEIGHT]  # devices that took a gradient: each of the mean over its part
     grads, metrics = jax.tree.map(lambda x: x / jnp.maximum(shares, 1.0), (grads, metrics))
-    state = jax.lax.cond(shares > 0, lambda state: apply(state, grads), lambda state: state,
-                         state)
+    state = jax.lax.cond(shares > 0, lambda state: apply(state, grads), lambda state: state, state)
     metrics.update(norms(state, grads))
     return state, metrics, totals / devices_per_learner
 
   # check_vma=False: rlax's V-trace scan does not mark its carry as varying across the
   # mesh; the outputs are replicated all the same (psums, and updates computed from them).
-  return jax.jit(jax.shard_map(
-      step, mesh=mesh, in_specs=(P(), distributed.BATCH_SPEC, P(distributed.AXIS)),
-      out_specs=(P(), P(), P()), check_vma=False))
+  return jax.jit(
+    jax.shard_map(
+      step,
+      mesh=mesh,
+      in_specs=(P(), distributed.BATCH_SPEC, P(distributed.AXIS)),
+      out_specs=(P(), P(), P()),
+      check_vma=False,
+    )
+  )
 
 
 class Algorithm(NamedTuple):
   """How one algorithm learns, as the learner uses it."""
+
   name: str
   unrolls_per_update: int  # uploads that make one update's input
-  init: Callable           # (params) -> TrainingState
-  check: Callable          # (upload) -> None; raises specs.InvalidUnroll
-  assemble: Callable       # (list of uploads) -> the update's input, on the devices
-  placeholder: Callable    # () -> an input of the right shapes (compiling, empty shares)
-  update: Callable         # jitted (state, input, control) -> (state, metrics, totals)
+  init: Callable  # (params) -> TrainingState
+  check: Callable  # (upload) -> None; raises specs.InvalidUnroll
+  assemble: Callable  # (list of uploads) -> the update's input, on the devices
+  placeholder: Callable  # () -> an input of the right shapes (compiling, empty shares)
+  update: Callable  # jitted (state, input, control) -> (state, metrics, totals)
 
 
-def make(config: Config, network: networks.Network, spec: specs.UnrollSpec,
-         mesh: Mesh) -> Algorithm:
+def make(
+  config: Config, network: networks.Network, spec: specs.UnrollSpec, mesh: Mesh
+) -> Algorithm:
   """The configured algorithm."""
   return {"impala": impala, "a3c": a3c}[config.algorithm](config, network, spec, mesh)
 
 
-def impala(config: Config, network: networks.Network, spec: specs.UnrollSpec,
-           mesh: Mesh) -> Algorithm:
+def impala(
+  config: Config, network: networks.Network, spec: specs.UnrollSpec, mesh: Mesh
+) -> Algorithm:
   optimizer = make_optimizer(config)
 
   def check(upload):
@@ -150,14 +164,17 @@ def impala(config: Config, network: networks.Network, spec: specs.UnrollSpec,
     spec.check(upload)
 
   return Algorithm(
-      config.algorithm, config.batch_size, lambda params: initial_state(params, optimizer),
-      check, lambda unrolls: distributed.shard_batch(mesh, specs.stack(unrolls)),
-      lambda: distributed.shard_batch(mesh, spec.zeros(spec.num_envs * config.batch_size)),
-      make_sgd_step(losses.make(config, network.unroll), optimizer, mesh, config.average_decay))
+    config.algorithm,
+    config.batch_size,
+    lambda params: initial_state(params, optimizer),
+    check,
+    lambda unrolls: distributed.shard_batch(mesh, specs.stack(unrolls)),
+    lambda: distributed.shard_batch(mesh, spec.zeros(spec.num_envs * config.batch_size)),
+    make_sgd_step(losses.make(config, network.unroll), optimizer, mesh, config.average_decay),
+  )
 
 
-def a3c(config: Config, network: networks.Network, spec: specs.UnrollSpec,
-        mesh: Mesh) -> Algorithm:
+def a3c(config: Config, network: networks.Network, spec: specs.UnrollSpec, mesh: Mesh) -> Algorithm:
   optimizer = make_optimizer(config)
   layout = jax.eval_shape(network.init, jax.random.PRNGKey(0))
 
@@ -166,19 +183,24 @@ def a3c(config: Config, network: networks.Network, spec: specs.UnrollSpec,
     _check_gradients(upload, layout)
 
   return Algorithm(
-      config.algorithm, 1, lambda params: initial_state(params, optimizer), check,
-      lambda grads: distributed.replicate(mesh, grads[0]),
-      lambda: distributed.replicate(mesh, jax.tree.map(lambda p: np.zeros(p.shape, p.dtype),
-                                                       layout)),
-      make_apply_step(optimizer, config.average_decay))
+    config.algorithm,
+    1,
+    lambda params: initial_state(params, optimizer),
+    check,
+    lambda grads: distributed.replicate(mesh, grads[0]),
+    lambda: distributed.replicate(mesh, jax.tree.map(lambda p: np.zeros(p.shape, p.dtype), layout)),
+    make_apply_step(optimizer, config.average_decay),
+  )
 
 
 def _expect_kind(upload, algorithm: str, gradients: bool):
   if isinstance(upload, dict) != gradients:
     sent = "gradients" if isinstance(upload, dict) else "trajectory"
-    raise specs.InvalidUnroll(f"{sent}: this learner trains {algorithm}, whose actors send "
-                              f"{'gradients' if gradients else 'trajectories'}",
-                              "wrong_algorithm")
+    raise specs.InvalidUnroll(
+      f"{sent}: this learner trains {algorithm}, whose actors send "
+      f"{'gradients' if gradients else 'trajectories'}",
+      "wrong_algorithm",
+    )
 
 
 def _check_gradients(grads: dict, layout: dict):
@@ -187,12 +209,15 @@ def _check_gradients(grads: dict, layout: dict):
   if names != expected:
     m, n = min(names ^ expected)
     raise specs.InvalidUnroll(
-        f"gradients: {m}/{n} {'missing' if (m, n) in expected else 'unknown'}", "wrong_shape")
+      f"gradients: {m}/{n} {'missing' if (m, n) in expected else 'unknown'}", "wrong_shape"
+    )
   for m, n in sorted(names):
     value, want = grads[m][n], layout[m][n]
     if value.shape != want.shape or value.dtype != want.dtype:
-      raise specs.InvalidUnroll(f"gradients: {m}/{n}: expected {want.dtype.name}"
-                                f"{list(want.shape)}, got {value.dtype.name}{list(value.shape)}",
-                                "wrong_shape")
+      raise specs.InvalidUnroll(
+        f"gradients: {m}/{n}: expected {want.dtype.name}"
+        f"{list(want.shape)}, got {value.dtype.name}{list(value.shape)}",
+        "wrong_shape",
+      )
     if not np.isfinite(value).all():
       raise specs.InvalidUnroll(f"gradients: {m}/{n}: contains NaN or infinity", "not_finite")

@@ -74,8 +74,10 @@ class DmEnvAdapter(gym.Env):
     self._make_env = make_env
     self._env = make_env(None)
     obs, action = self._env.observation_spec(), self._env.action_spec()
-    low, high = (np.broadcast_to(getattr(obs, bound, default), obs.shape).astype(obs.dtype)
-                 for bound, default in (("minimum", -np.inf), ("maximum", np.inf)))
+    low, high = (
+      np.broadcast_to(getattr(obs, bound, default), obs.shape).astype(obs.dtype)
+      for bound, default in (("minimum", -np.inf), ("maximum", np.inf))
+    )
     self.observation_space = gym.spaces.Box(low, high, obs.shape, obs.dtype)
     self.action_space = gym.spaces.Discrete(action.num_values)
 
@@ -88,8 +90,7 @@ class DmEnvAdapter(gym.Env):
   def step(self, action):
     step = self._env.step(int(action))
     terminated = step.last() and step.discount == 0
-    return (step.observation, float(step.reward), terminated, step.last() and not terminated,
-            {})
+    return (step.observation, float(step.reward), terminated, step.last() and not terminated, {})
 
 
 def make_gymnasium(rows: int = 10, columns: int = 5) -> DmEnvAdapter:

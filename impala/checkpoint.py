@@ -91,13 +91,17 @@ def load(path: str, like) -> tuple[object, dict]:
   arrays, record = _read(path)
   expected, treedef = jax.tree_util.tree_flatten(like)
   if record.get("format") != FORMAT or not record.get("leaves") == len(expected) == len(arrays):
-    raise ValueError(f"format {record.get('format')} with {record.get('leaves')} leaves; "
-                     f"this learner needs format {FORMAT} with {len(expected)}")
+    raise ValueError(
+      f"format {record.get('format')} with {record.get('leaves')} leaves; "
+      f"this learner needs format {FORMAT} with {len(expected)}"
+    )
   leaves = [arrays[f"leaf_{i:05d}"] for i in range(len(expected))]
   for i, (got, want) in enumerate(zip(leaves, expected)):
     if got.shape != np.shape(want) or got.dtype != np.asarray(want).dtype:
-      raise ValueError(f"leaf {i} is {got.dtype}{list(got.shape)}, this learner's "
-                       f"configuration needs {np.asarray(want).dtype}{list(np.shape(want))}")
+      raise ValueError(
+        f"leaf {i} is {got.dtype}{list(got.shape)}, this learner's "
+        f"configuration needs {np.asarray(want).dtype}{list(np.shape(want))}"
+      )
   return jax.tree_util.tree_unflatten(treedef, leaves), record
 
 

@@ -2,17 +2,13 @@
 
 Every field has a default (a known-good CartPole-v1 setup), a one-line description
 and a check. Command-line flags (`--field-name`) and environment variables
-(`IMPALA_FIELD_NAME`, plus `GRPC_HOST` for the actor) only fill it in.
+(`IMPALA_FIELD_NAME`, plus `GRPC_HOST` for the actor) only fill it in (flags.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import os
-from collections.abc import Sequence
 from typing import Any
 
 TORSOS = ("mlp", "shallow", "deep")
@@ -26,8 +22,9 @@ class ConfigError(ValueError):
 def _field(default, doc: str, **kwargs):
   """A setting; `run=True` marks the settings that define a run (see RUN_SETTINGS)."""
   if isinstance(default, (dict, list)):
-    return dataclasses.field(default_factory=lambda: type(default)(default),
-                             metadata={"doc": doc, **kwargs})
+    return dataclasses.field(
+      default_factory=lambda: type(default)(default), metadata={"doc": doc, **kwargs}
+    )
   return dataclasses.field(default=default, metadata={"doc": doc, **kwargs})
 
 
@@ -48,30 +45,44 @@ class Config:
   lstm_size: int = _field(0, "size of the LSTM core; 0 for none", run=True)
 
   # Learning (learner only, but the loss settings reach A3C actors).
-  algorithm: str = _field("impala", "impala: actors send unrolls, the learner takes V-trace "
-                          "gradients; a3c: actors send the gradients of their own unrolls",
-                          choices=ALGORITHMS, run=True)
-  batch_size: int = _field(2, "unrolls per update (each holds num_envs environments); "
-                           "a3c applies each actor's gradient alone")
+  algorithm: str = _field(
+    "impala",
+    "impala: actors send unrolls, the learner takes V-trace "
+    "gradients; a3c: actors send the gradients of their own unrolls",
+    choices=ALGORITHMS,
+    run=True,
+  )
+  batch_size: int = _field(
+    2,
+    "unrolls per update (each holds num_envs environments); "
+    "a3c applies each actor's gradient alone",
+  )
   discount: float = _field(0.99, "discount factor gamma", run=True)
   learning_rate: float = _field(1e-3, "RMSProp learning rate")
   rmsprop_decay: float = _field(0.99, "RMSProp decay of the squared-gradient average")
   rmsprop_eps: float = _field(0.01, "RMSProp epsilon")
   max_grad_norm: float = _field(40.0, "clip gradients to this global norm")
-  average_decay: float = _field(0.99, "decay of the moving average of the parameters kept "
-                                "for evaluation")
+  average_decay: float = _field(
+    0.99, "decay of the moving average of the parameters kept for evaluation"
+  )
   baseline_cost: float = _field(0.5, "weight of the value loss", run=True)
   entropy_cost: float = _field(0.01, "weight of the entropy bonus", run=True)
   clip_rho: float = _field(1.0, "V-trace clipping of importance weights (rho-bar)", run=True)
   clip_pg_rho: float = _field(1.0, "V-trace clipping of the policy-gradient weights", run=True)
-  max_abs_reward: float = _field(0.0, "clip rewards to [-x, x] in the loss; 0 for no clipping", run=True)
+  max_abs_reward: float = _field(
+    0.0, "clip rewards to [-x, x] in the loss; 0 for no clipping", run=True
+  )
   queue_size: int = _field(64, "unrolls the learner holds before actors must wait")
-  max_policy_lag: int = _field(0, "drop unrolls (a3c: gradients) acted by parameters more "
-                               "than this many updates old; 0 for no limit")
+  max_policy_lag: int = _field(
+    0,
+    "drop unrolls (a3c: gradients) acted by parameters more "
+    "than this many updates old; 0 for no limit",
+  )
 
   # Checkpoints (learner only).
-  checkpoint_dir: str = _field("", "write checkpoints here and resume from the newest; "
-                               "empty for none")
+  checkpoint_dir: str = _field(
+    "", "write checkpoints here and resume from the newest; empty for none"
+  )
   checkpoint_every: float = _field(60.0, "seconds between checkpoints (one more at the end)")
   keep_checkpoints: int = _field(3, "checkpoints kept; older ones are deleted")
 
@@ -83,92 +94,59 @@ class Config:
   stop_at_return: float = _field(math.nan, "stop once the 100-episode mean return reaches this")
   log_every: float = _field(5.0, "seconds between progress lines (and log records)")
   logdir: str = _field("", "write TensorBoard events and progress.jsonl here; empty for none")
-  metrics_port: int = _field(0, "serve Prometheus /metrics on this port (learner and actor); "
-                             "0 for none")
+  metrics_port: int = _field(
+    0, "serve Prometheus /metrics on this port (learner and actor); 0 for none"
+  )
   max_message_mb: int = _field(64, "largest gRPC message, MiB, on both sides")
 
   # Several learners (learner only; see README "Several learners").
   num_learners: int = _field(1, "learner processes that train as one, data-parallel")
-  learner_index: int = _field(0, "this learner's index in [0, --num-learners); learner 0 "
-                              "coordinates, assigns actors and writes checkpoints")
-  coordinator_address: str = _field("", "host:port where learner 0 runs the JAX coordination "
-                                    "service (several learners)")
-  advertise_address: str = _field("", "host:port at which actors reach this learner (several "
-                                  "learners); default: this host's name and --port")
+  learner_index: int = _field(
+    0,
+    "this learner's index in [0, --num-learners); learner 0 "
+    "coordinates, assigns actors and writes checkpoints",
+  )
+  coordinator_address: str = _field(
+    "", "host:port where learner 0 runs the JAX coordination service (several learners)"
+  )
+  advertise_address: str = _field(
+    "",
+    "host:port at which actors reach this learner (several "
+    "learners); default: this host's name and --port",
+  )
 
   # Security (both ends; see README "Security").
   auth_token: str = _field("", "shared token actors must send; prefer --auth-token-file")
-  auth_token_file: str = _field("", "file holding the shared token (a mounted Secret); "
-                                "an empty file: no token")
+  auth_token_file: str = _field(
+    "", "file holding the shared token (a mounted Secret); an empty file: no token"
+  )
   tls_cert: str = _field("", "learner: PEM certificate chain; with --tls-key turns TLS on")
   tls_key: str = _field("", "learner: PEM private key of --tls-cert")
-  tls_client_ca: str = _field("", "learner: PEM CA that actors' certificates must chain to "
-                              "(mutual TLS)")
+  tls_client_ca: str = _field(
+    "", "learner: PEM CA that actors' certificates must chain to (mutual TLS)"
+  )
   tls_ca: str = _field("", "actor: PEM CA to verify the learner with; turns TLS on")
   tls_client_cert: str = _field("", "actor: PEM certificate for mutual TLS")
   tls_client_key: str = _field("", "actor: PEM private key of --tls-client-cert")
-  tls_server_name: str = _field("", "actor: name to expect in the learner's certificate; "
-                                "default: the host of --grpc-host")
-  health_port: int = _field(0, "learner: also serve the gRPC health service, in plaintext "
-                            "and nothing else, on this port (probes); 0 for none")
+  tls_server_name: str = _field(
+    "", "actor: name to expect in the learner's certificate; default: the host of --grpc-host"
+  )
+  health_port: int = _field(
+    0,
+    "learner: also serve the gRPC health service, in plaintext "
+    "and nothing else, on this port (probes); 0 for none",
+  )
 
   # Actor only.
-  grpc_host: str = _field("localhost:50051", "learner address host:port (env GRPC_HOST)",
-                          env="GRPC_HOST")
+  grpc_host: str = _field(
+    "localhost:50051", "learner address host:port (env GRPC_HOST)", env="GRPC_HOST"
+  )
   actor_id: str = _field("", "stable actor id; default: hostname-pid")
   rpc_timeout: float = _field(30.0, "deadline of one RPC, seconds")
 
   def __post_init__(self):
     self.hidden_sizes = tuple(self.hidden_sizes)
-    positive = ("num_envs", "unroll_length", "batch_size", "queue_size", "max_message_mb",
-                "learning_rate", "rmsprop_eps", "max_grad_norm", "log_every", "rpc_timeout",
-                "checkpoint_every", "keep_checkpoints")
-    for name in positive:
-      if not getattr(self, name) > 0:
-        _bad(name, getattr(self, name), "must be > 0")
-    non_negative = ("lstm_size", "local_actors", "max_frames", "max_seconds", "baseline_cost",
-                    "entropy_cost", "max_abs_reward", "seed", "max_policy_lag")
-    for name in non_negative:
-      if not getattr(self, name) >= 0:
-        _bad(name, getattr(self, name), "must be >= 0")
-    if not self.num_learners >= 1:
-      _bad("num_learners", self.num_learners, "must be >= 1")
-    if not 0 <= self.learner_index < self.num_learners:
-      _bad("learner_index", self.learner_index, f"must be in [0, {self.num_learners})")
-    if self.num_learners > 1 and not _is_address(self.coordinator_address):
-      _bad("coordinator_address", self.coordinator_address,
-           "several learners need learner 0's host:port, e.g. learner-0:7000")
-    if self.advertise_address and not _is_address(self.advertise_address):
-      _bad("advertise_address", self.advertise_address, "must be host:port")
-    if self.algorithm not in ALGORITHMS:
-      _bad("algorithm", self.algorithm, f"allowed: {', '.join(ALGORITHMS)}")
-    if self.algorithm == "a3c" and self.num_learners > 1:
-      _bad("num_learners", self.num_learners, "a3c runs with one learner")
-    if self.torso not in TORSOS:
-      _bad("torso", self.torso, f"allowed: {', '.join(TORSOS)}")
-    if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
-      _bad("hidden_sizes", self.hidden_sizes, "must be one or more positive sizes")
-    if not 0.0 <= self.discount <= 1.0:
-      _bad("discount", self.discount, "must be in [0, 1]")
-    for name in ("rmsprop_decay", "average_decay"):
-      if not 0.0 <= getattr(self, name) < 1.0:
-        _bad(name, getattr(self, name), "must be in [0, 1)")
-    for name in ("clip_rho", "clip_pg_rho"):
-      if not getattr(self, name) >= 1.0:
-        _bad(name, getattr(self, name), "must be >= 1.0")
-    for name in ("port", "health_port", "metrics_port"):
-      if not 0 <= getattr(self, name) <= 65535:
-        _bad(name, getattr(self, name), "must be in [0, 65535]")
-    for a, b in (("tls_cert", "tls_key"), ("tls_client_cert", "tls_client_key")):
-      if bool(getattr(self, a)) != bool(getattr(self, b)):
-        _bad(a if not getattr(self, a) else b, "", f"--{a.replace('_', '-')} and "
-             f"--{b.replace('_', '-')} go together")
-    if self.auth_token and self.auth_token_file:
-      _bad("auth_token", "...", "give --auth-token or --auth-token-file, not both")
-    if not _is_address(self.grpc_host):
-      _bad("grpc_host", self.grpc_host, "must be host:port, e.g. localhost:50051")
-    if not isinstance(self.env_kwargs, dict):
-      _bad("env_kwargs", self.env_kwargs, "must be a JSON object")
+    _check(self)
 
   def run_settings(self) -> dict:
     """The settings that define the run: sent to actors in the handshake and saved in
@@ -190,6 +168,85 @@ class Config:
 RUN_SETTINGS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("run"))
 
 
+def _check(self: Config):
+  """Raises ConfigError for the first setting that is not allowed."""
+  positive = (
+    "num_envs",
+    "unroll_length",
+    "batch_size",
+    "queue_size",
+    "max_message_mb",
+    "learning_rate",
+    "rmsprop_eps",
+    "max_grad_norm",
+    "log_every",
+    "rpc_timeout",
+    "checkpoint_every",
+    "keep_checkpoints",
+  )
+  for name in positive:
+    if not getattr(self, name) > 0:
+      _bad(name, getattr(self, name), "must be > 0")
+  non_negative = (
+    "lstm_size",
+    "local_actors",
+    "max_frames",
+    "max_seconds",
+    "baseline_cost",
+    "entropy_cost",
+    "max_abs_reward",
+    "seed",
+    "max_policy_lag",
+  )
+  for name in non_negative:
+    if not getattr(self, name) >= 0:
+      _bad(name, getattr(self, name), "must be >= 0")
+  if not self.num_learners >= 1:
+    _bad("num_learners", self.num_learners, "must be >= 1")
+  if not 0 <= self.learner_index < self.num_learners:
+    _bad("learner_index", self.learner_index, f"must be in [0, {self.num_learners})")
+  if self.num_learners > 1 and not _is_address(self.coordinator_address):
+    _bad(
+      "coordinator_address",
+      self.coordinator_address,
+      "several learners need learner 0's host:port, e.g. learner-0:7000",
+    )
+  if self.advertise_address and not _is_address(self.advertise_address):
+    _bad("advertise_address", self.advertise_address, "must be host:port")
+  if self.algorithm not in ALGORITHMS:
+    _bad("algorithm", self.algorithm, f"allowed: {', '.join(ALGORITHMS)}")
+  if self.algorithm == "a3c" and self.num_learners > 1:
+    _bad("num_learners", self.num_learners, "a3c runs with one learner")
+  if self.torso not in TORSOS:
+    _bad("torso", self.torso, f"allowed: {', '.join(TORSOS)}")
+  if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
+    _bad("hidden_sizes", self.hidden_sizes, "must be one or more positive sizes")
+  if not 0.0 <= self.discount <= 1.0:
+    _bad("discount", self.discount, "must be in [0, 1]")
+  for name in ("rmsprop_decay", "average_decay"):
+    if not 0.0 <= getattr(self, name) < 1.0:
+      _bad(name, getattr(self, name), "must be in [0, 1)")
+  for name in ("clip_rho", "clip_pg_rho"):
+    if not getattr(self, name) >= 1.0:
+      _bad(name, getattr(self, name), "must be >= 1.0")
+  for name in ("port", "health_port", "metrics_port"):
+    if not 0 <= getattr(self, name) <= 65535:
+      _bad(name, getattr(self, name), "must be in [0, 65535]")
+  for a, b in (("tls_cert", "tls_key"), ("tls_client_cert", "tls_client_key")):
+    if bool(getattr(self, a)) != bool(getattr(self, b)):
+      _bad(
+        a if not getattr(self, a) else b,
+        "",
+        f"--{a.replace('_', '-')} and --{b.replace('_', '-')} go together",
+      )
+  if self.auth_token and self.auth_token_file:
+    _bad("auth_token", "...", "give --auth-token or --auth-token-file, not both")
+  if not _is_address(self.grpc_host):
+    _bad("grpc_host", self.grpc_host, "must be host:port, e.g. localhost:50051")
+  if not isinstance(self.env_kwargs, dict):
+    _bad("env_kwargs", self.env_kwargs, "must be a JSON object")
+
+
 def _is_address(text: str) -> bool:
   host, _, port = text.rpartition(":")
   return bool(host) and port.isdigit()
@@ -202,66 +259,10 @@ def read_file(config: Config, name: str) -> bytes:
     with open(path, "rb") as f:
       return f.read()
   except OSError as e:
-    raise ConfigError(f"bad value for --{name.replace('_', '-')}: cannot read {path!r} "
-                      f"({e.strerror})") from None
+    raise ConfigError(
+      f"bad value for --{name.replace('_', '-')}: cannot read {path!r} ({e.strerror})"
+    ) from None
 
 
 def _bad(name: str, value: Any, allowed: str):
   raise ConfigError(f"bad value for --{name.replace('_', '-')}: {value!r} ({allowed})")
-
-
-def _parse(field: dataclasses.Field, text: str) -> Any:
-  """Turns flag or environment text into the field's type, or raises ConfigError."""
-  kind = type(field.default) if field.default is not dataclasses.MISSING else dict
-  try:
-    if kind is tuple:
-      return tuple(int(x) for x in text.split(",") if x.strip())
-    if kind is dict:
-      value = json.loads(text)
-      if not isinstance(value, dict):
-        raise ValueError
-      return value
-    return kind(text)
-  except ValueError:
-    what = {tuple: "comma-separated integers", dict: "a JSON object"}.get(kind, kind.__name__)
-    raise ConfigError(
-        f"bad value for --{field.name.replace('_', '-')}: {text!r} (expected {what})") from None
-
-
-def env_name(field: dataclasses.Field) -> str:
-  return field.metadata.get("env", "IMPALA_" + field.name.upper())
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-
-  def error(self, message):
-    raise ConfigError(message)
-
-
-def from_args(argv: Sequence[str] | None = None, description: str = "",
-              environ: dict | None = None) -> Config:
-  """Builds a Config from defaults, then environment variables, then flags."""
-  environ = os.environ if environ is None else environ
-  parser = _ArgumentParser(description=description)
-  fields = dataclasses.fields(Config)
-  for field in fields:
-    choices = field.metadata.get("choices")
-    parser.add_argument(
-        "--" + field.name.replace("_", "-"), dest=field.name, default=None, metavar="X",
-        help=f"{field.metadata['doc']} (default: {_default(field)!r}; env {env_name(field)})"
-        + (f"; one of {', '.join(choices)}" if choices else ""))
-  args = parser.parse_args(argv)
-  values = {}
-  for field in fields:
-    text = getattr(args, field.name)
-    if text is None:
-      text = environ.get(env_name(field))
-    if text is not None:
-      values[field.name] = _parse(field, text)
-  return Config(**values)
-
-
-def _default(field: dataclasses.Field):
-  if field.default_factory is not dataclasses.MISSING:
-    return field.default_factory()
-  return field.default

@@ -27,9 +27,11 @@ def initialize(config: Config):
   """Joins the job of `config.num_learners` learners (no-op for one); call before any other
   JAX call. Waits for all learners to start; the coordinator is learner 0."""
   if config.num_learners > 1:
-    jax.distributed.initialize(coordinator_address=config.coordinator_address,
-                               num_processes=config.num_learners,
-                               process_id=config.learner_index)
+    jax.distributed.initialize(
+      coordinator_address=config.coordinator_address,
+      num_processes=config.num_learners,
+      process_id=config.learner_index,
+    )
 
 
 def make_mesh() -> Mesh:
@@ -42,8 +44,9 @@ def shard_batch(mesh: Mesh, batch: specs.Unroll) -> specs.Unroll:
     return jax.device_put(batch, mesh.devices.flat[0])
   put = jax.make_array_from_process_local_data
   time_major, batch_major = (NamedSharding(mesh, spec) for spec in (BATCH_SPEC[0], BATCH_SPEC[-1]))
-  return specs.Unroll(*(put(time_major, x) for x in batch[:-1]),
-                      tuple(put(batch_major, x) for x in batch.core_state))
+  return specs.Unroll(
+    *(put(time_major, x) for x in batch[:-1]), tuple(put(batch_major, x) for x in batch.core_state)
+  )
 
 
 def per_device(mesh: Mesh, row: np.ndarray) -> jax.Array:
@@ -55,8 +58,9 @@ def per_device(mesh: Mesh, row: np.ndarray) -> jax.Array:
 def replicate(mesh: Mesh, tree):
   """The same host values on every device of the mesh (every learner passes the same)."""
   sharding = NamedSharding(mesh, P())
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-                      tree)
+  return jax.tree.map(
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+  )
 
 
 def local(tree):

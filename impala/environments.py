@@ -32,6 +32,7 @@ from impala.config import ConfigError
 
 class EnvSpec(NamedTuple):
   """What the learner and the networks need to know about an environment."""
+
   observation_shape: tuple
   observation_dtype: np.dtype
   num_actions: int
@@ -41,8 +42,9 @@ class EnvSpec(NamedTuple):
 gym.register("bsuite/catch", entry_point="impala.catch:make_gymnasium")
 
 ATARI = re.compile(r"ALE/(\w+)-v5")
-ATARI_DEFAULTS = dict(stack_num=4, repeat_action_probability=0.25, reward_clipping=False,
-                      use_fire_reset=False)
+ATARI_DEFAULTS = dict(
+  stack_num=4, repeat_action_probability=0.25, reward_clipping=False, use_fire_reset=False
+)
 
 
 def make(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vector.VectorEnv:
@@ -57,23 +59,31 @@ def make(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vect
     return _atari(atari.group(1), num_envs, env_kwargs)
   spec = gym.spec(env_id)
   if spec.vector_entry_point is not None:
-    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
-                        **env_kwargs)
+    envs = gym.make_vec(
+      env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **env_kwargs
+    )
   else:
-    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP}, **env_kwargs)
+    envs = gym.make_vec(
+      env_id,
+      num_envs=num_envs,
+      vectorization_mode="sync",
+      vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP},
+      **env_kwargs,
+    )
   mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
   if mode != AutoresetMode.NEXT_STEP:
     raise ValueError(f"{env_id}: autoreset mode {mode} is not supported (need NEXT_STEP)")
   if not isinstance(envs.single_action_space, gym.spaces.Discrete):
-    raise ValueError(f"{env_id}: only discrete action spaces are supported, "
-                     f"got {envs.single_action_space}")
+    raise ValueError(
+      f"{env_id}: only discrete action spaces are supported, got {envs.single_action_space}"
+    )
   return envs
 
 
 def _atari(game: str, num_envs: int, env_kwargs: dict) -> gym.vector.VectorEnv:
   from ale_py.roms import get_all_rom_ids
   from ale_py.vector_env import AtariVectorEnv
+
   rom = re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()  # SpaceInvaders -> space_invaders
   if rom not in get_all_rom_ids():
     raise ValueError(f"ale-py has no game {game} (ROM {rom!r})")
@@ -100,8 +110,12 @@ class _AtariLayout(gym.vector.VectorObservationWrapper):
 
 def spec_of(envs: gym.vector.VectorEnv) -> EnvSpec:
   space = envs.single_observation_space
-  return EnvSpec(tuple(space.shape), np.dtype(space.dtype), int(envs.single_action_space.n),
-                 int(envs.metadata.get("frame_stack", 1)))
+  return EnvSpec(
+    tuple(space.shape),
+    np.dtype(space.dtype),
+    int(envs.single_action_space.n),
+    int(envs.metadata.get("frame_stack", 1)),
+  )
 
 
 def describe(env_id: str, env_kwargs: dict | None = None) -> EnvSpec:
@@ -110,8 +124,10 @@ def describe(env_id: str, env_kwargs: dict | None = None) -> EnvSpec:
     envs = make(env_id, 1, env_kwargs=env_kwargs)
   except (gym.error.Error, ImportError, ValueError, TypeError, RuntimeError) as e:
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise ConfigError(f"bad value for --env-id/--env-kwargs: cannot make {env_id!r} with "
-                      f"{json.dumps(env_kwargs or {})}: {reason}") from None
+    raise ConfigError(
+      f"bad value for --env-id/--env-kwargs: cannot make {env_id!r} with "
+      f"{json.dumps(env_kwargs or {})}: {reason}"
+    ) from None
   try:
     return spec_of(envs)
   finally:

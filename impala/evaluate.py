@@ -42,8 +42,9 @@ def load_params(path: str, averaged: bool = True) -> tuple[Config, dict, str]:
   path, record = newest_readable(path)
   config = Config(**record["config"])
   network = networks.for_run(config, environments.describe(config.env_id, config.env_kwargs))
-  like = algorithms.initial_state(network.init(jax.random.PRNGKey(0)),
-                                  algorithms.make_optimizer(config))
+  like = algorithms.initial_state(
+    network.init(jax.random.PRNGKey(0)), algorithms.make_optimizer(config)
+  )
   state, _ = checkpoint.load(path, like)
   return config, state.average_params if averaged else state.params, path
 
@@ -72,12 +73,23 @@ def record_episode(config: Config, params, greedy: bool, seed: int, directory: s
   """Plays one episode in one environment, recorded as an MP4 in `directory`; its return."""
   import gymnasium as gym
   from gymnasium.wrappers import RecordVideo
-  env = RecordVideo(gym.make(config.env_id, render_mode="rgb_array", **config.env_kwargs),
-                    directory, episode_trigger=lambda _: True, name_prefix="evaluation")
+
+  env = RecordVideo(
+    gym.make(config.env_id, render_mode="rgb_array", **config.env_kwargs),
+    directory,
+    episode_trigger=lambda _: True,
+    name_prefix="evaluation",
+  )
   network = networks.for_run(config, environments.describe(config.env_id, config.env_kwargs))
   policy = make_policy(network, greedy)
   obs, _ = env.reset(seed=seed)
-  key, core, first, total, done = jax.random.PRNGKey(seed), network.initial_state(1), True, 0.0, False
+  key, core, first, total, done = (
+    jax.random.PRNGKey(seed),
+    network.initial_state(1),
+    True,
+    0.0,
+    False,
+  )
   while not done:
     key, action, _, core = policy(params, key, obs[None], np.array([first]), core)
     obs, reward, terminated, truncated, _ = env.step(int(action[0]))
@@ -92,8 +104,12 @@ def main(argv=None) -> int:
   parser.add_argument("--episodes", type=int, default=100)
   parser.add_argument("--policy", choices=("greedy", "sampled"), default="greedy")
   parser.add_argument("--seed", type=int, default=12345)
-  parser.add_argument("--params", choices=("averaged", "newest"), default="averaged",
-                      help="the moving average of the parameters (steadier), or the newest")
+  parser.add_argument(
+    "--params",
+    choices=("averaged", "newest"),
+    default="averaged",
+    help="the moving average of the parameters (steadier), or the newest",
+  )
   parser.add_argument("--video", metavar="DIR", help="also record one episode as an MP4 here")
   args = parser.parse_args(argv)
   if args.episodes < 1:
@@ -103,20 +119,30 @@ def main(argv=None) -> int:
   except (ConfigError, ValueError) as e:
     parser.exit(2, f"evaluate: error: {e}\n")
   returns = episode_returns(config, params, args.episodes, args.policy == "greedy", args.seed)
-  result = dict(checkpoint=path, env_id=config.env_id, params=args.params, policy=args.policy,
-                episodes=args.episodes,
-                mean=float(returns.mean()), std=float(returns.std()), min=float(returns.min()),
-                max=float(returns.max()))
+  result = dict(
+    checkpoint=path,
+    env_id=config.env_id,
+    params=args.params,
+    policy=args.policy,
+    episodes=args.episodes,
+    mean=float(returns.mean()),
+    std=float(returns.std()),
+    min=float(returns.min()),
+    max=float(returns.max()),
+  )
   if args.video:
     try:
-      result["video_return"] = record_episode(config, params, args.policy == "greedy",
-                                              args.seed, args.video)
+      result["video_return"] = record_episode(
+        config, params, args.policy == "greedy", args.seed, args.video
+      )
     except gym_error.DependencyNotInstalled as e:
       parser.exit(2, f"evaluate: error: --video: {e}\n")
     result["video_dir"] = args.video
-  print(f"{config.env_id}, {args.episodes} episodes, {args.params} params, {args.policy}: "
-        f"return mean {result['mean']:.1f} (std {result['std']:.1f}, "
-        f"min {result['min']:.1f}, max {result['max']:.1f})")
+  print(
+    f"{config.env_id}, {args.episodes} episodes, {args.params} params, {args.policy}: "
+    f"return mean {result['mean']:.1f} (std {result['std']:.1f}, "
+    f"min {result['min']:.1f}, max {result['max']:.1f})"
+  )
   print(json.dumps(result))
   return 0
 

@@ -6,6 +6,7 @@
 The images' HEALTHCHECK runs it; Kubernetes asks the same service with its native
 gRPC probes.
 """
+
 import os
 import sys
 
@@ -17,8 +18,9 @@ def status(target: str, timeout: float = 5.0) -> str:
   """The learner's overall health status name, or the gRPC error code name."""
   with grpc.insecure_channel(target) as channel:
     try:
-      reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
-                                                         timeout=timeout)
+      reply = health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(), timeout=timeout
+      )
     except grpc.RpcError as e:
       return e.code().name
   return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -28,35 +28,37 @@ def _threads() -> int:
 
 
 def _resources():
-  yield GaugeMetricFamily("process_threads", "Threads of this process (native ones included).",
-                          value=_threads())
+  yield GaugeMetricFamily(
+    "process_threads", "Threads of this process (native ones included).", value=_threads()
+  )
   device = jax.devices()[0]
   if device.platform != "cpu":
     stats = device.memory_stats() or {}
-    yield GaugeMetricFamily("impala_device_memory_bytes", "Accelerator memory in use.",
-                            value=stats.get("bytes_in_use", 0))
+    yield GaugeMetricFamily(
+      "impala_device_memory_bytes", "Accelerator memory in use.", value=stats.get("bytes_in_use", 0)
+    )
 
 
 COUNTER_DOCS = {
-    "frames": "Environment frames consumed by updates.",
-    "updates": "Updates of the parameters.",
-    "episodes": "Episodes reported by this learner's actors.",
-    "received": "Uploads that reached the learner, decodable or not.",
-    "accepted": "Uploads queued for training.",
-    "duplicates": "Uploads resent after a reconnect, already taken: dropped.",
-    "stale": "Uploads acted by parameters older than --max-policy-lag: dropped.",
-    "abandoned": "Uploads abandoned while they waited for room in the queue.",
-    "unauthenticated": "Calls refused for a missing or wrong token.",
+  "frames": "Environment frames consumed by updates.",
+  "updates": "Updates of the parameters.",
+  "episodes": "Episodes reported by this learner's actors.",
+  "received": "Uploads that reached the learner, decodable or not.",
+  "accepted": "Uploads queued for training.",
+  "duplicates": "Uploads resent after a reconnect, already taken: dropped.",
+  "stale": "Uploads acted by parameters older than --max-policy-lag: dropped.",
+  "abandoned": "Uploads abandoned while they waited for room in the queue.",
+  "unauthenticated": "Calls refused for a missing or wrong token.",
 }
 GAUGE_DOCS = {
-    "return_mean_100": "Mean return of the last 100 episodes (of every learner).",
-    "episodes_in_mean": "Episodes that mean is over (at most 100 per learner).",
-    "learner_return_mean_100": "Mean return of this learner's last 100 episodes.",
-    "length_mean_100": "Mean length of this learner's last 100 episodes.",
-    "policy_lag": "Updates between acting and learning, last batch.",
-    "queue_depth": "Uploads waiting for a batch.",
-    "version": "Version of the newest parameters.",
-    "actors_connected": "Actors heard from in the last 10 s.",
+  "return_mean_100": "Mean return of the last 100 episodes (of every learner).",
+  "episodes_in_mean": "Episodes that mean is over (at most 100 per learner).",
+  "learner_return_mean_100": "Mean return of this learner's last 100 episodes.",
+  "length_mean_100": "Mean length of this learner's last 100 episodes.",
+  "policy_lag": "Updates between acting and learning, last batch.",
+  "queue_depth": "Uploads waiting for a batch.",
+  "version": "Version of the newest parameters.",
+  "actors_connected": "Actors heard from in the last 10 s.",
 }
 
 
@@ -70,19 +72,33 @@ class LearnerCollector:
     s = self.learner.snapshot()
     for name in COUNTERS:
       yield CounterMetricFamily(f"impala_{name}", COUNTER_DOCS[name], value=getattr(s, name))
-    rejected = CounterMetricFamily("impala_rejected", "Uploads refused as malformed or "
-                                   "invalid, by reason.", labels=["reason"])
+    rejected = CounterMetricFamily(
+      "impala_rejected", "Uploads refused as malformed or invalid, by reason.", labels=["reason"]
+    )
     for reason, value in s.rejected.items():
       rejected.add_metric([reason], value)
     yield rejected
     for name, doc in GAUGE_DOCS.items():
       yield GaugeMetricFamily(f"impala_{name}", doc, value=getattr(s, name))
-    seen = GaugeMetricFamily("impala_actor_last_seen_timestamp_seconds",
-                             "When each actor was last heard from (Unix time).", labels=["actor"])
+    seen = GaugeMetricFamily(
+      "impala_actor_last_seen_timestamp_seconds",
+      "When each actor was last heard from (Unix time).",
+      labels=["actor"],
+    )
     for actor, t in s.actor_last_seen.items():
       seen.add_metric([actor], t)
     yield seen
     yield from _resources()
+
+
+ACTOR_DOCS = {
+  "frames": "Environment frames stepped.",
+  "unrolls": "Unrolls made.",
+  "env_step_seconds": "Time spent stepping the environments.",
+  "inference_seconds": "Time spent in the policy (inference).",
+  "reconnects": "Failed connections to the learner, each retried after a backoff.",
+  "stalls": "0.1 s waits for a learner that fell behind.",
+}
 
 
 class ActorCollector:
@@ -92,8 +108,8 @@ class ActorCollector:
     self.session = session
 
   def collect(self):
-    for name, (doc, value) in self.session.counters().items():
-      yield CounterMetricFamily(f"impala_actor_{name}", doc, value=value)
+    for name, value in self.session.counters().items():
+      yield CounterMetricFamily(f"impala_actor_{name}", ACTOR_DOCS[name], value=value)
     yield from _resources()
 
 
@@ -117,5 +133,7 @@ def serve(collector, port: int, address: str = "") -> Exporter:
   try:
     server, _ = start_http_server(port, addr=address or "0.0.0.0", registry=registry)
   except OSError as e:
-    raise ConfigError(f"bad value for --metrics-port: cannot listen on {port} ({e.strerror})") from None
+    raise ConfigError(
+      f"bad value for --metrics-port: cannot listen on {port} ({e.strerror})"
+    ) from None
   return Exporter(server)

@@ -18,7 +18,7 @@ import numpy as np
 
 class AgentOutput(NamedTuple):
   logits: jnp.ndarray  # [..., A]
-  value: jnp.ndarray   # [...]
+  value: jnp.ndarray  # [...]
 
 
 class Network(NamedTuple):
@@ -28,10 +28,11 @@ class Network(NamedTuple):
   time-major sequence ([T, B, ...]) from a core state. Both give the same
   outputs for the same inputs, so the learner sees what the actor saw.
   """
-  init: Callable            # (rng) -> params
-  initial_state: Callable   # (batch_size) -> core state (a tuple of arrays, () without LSTM)
-  step: Callable            # (params, obs, first, state) -> (AgentOutput, state)
-  unroll: Callable          # (params, obs, first, state) -> AgentOutput
+
+  init: Callable  # (rng) -> params
+  initial_state: Callable  # (batch_size) -> core state (a tuple of arrays, () without LSTM)
+  step: Callable  # (params, obs, first, state) -> (AgentOutput, state)
+  unroll: Callable  # (params, obs, first, state) -> AgentOutput
 
 
 def mlp_torso(hidden_sizes):
@@ -40,6 +41,7 @@ def mlp_torso(hidden_sizes):
     for size in hidden_sizes:
       x = jax.nn.relu(hk.Linear(size)(x))
     return x
+
   return torso
 
 
@@ -69,8 +71,9 @@ def deep_torso(x):
 
 def make(torso: str, hidden_sizes, lstm_size: int, observation_shape, num_actions: int) -> Network:
   """Builds the network for a description (as carried by the handshake)."""
-  torso_fn = {"mlp": mlp_torso(tuple(hidden_sizes)), "shallow": shallow_torso,
-              "deep": deep_torso}[torso]
+  torso_fn = {"mlp": mlp_torso(tuple(hidden_sizes)), "shallow": shallow_torso, "deep": deep_torso}[
+    torso
+  ]
 
   def heads(x):
     logits = hk.Linear(num_actions, name="policy")(x)
@@ -112,5 +115,6 @@ def make(torso: str, hidden_sizes, lstm_size: int, observation_shape, num_action
 
 def for_run(config, env) -> Network:
   """The network of a run: `config` a Config, `env` an environments.EnvSpec."""
-  return make(config.torso, config.hidden_sizes, config.lstm_size, env.observation_shape,
-              env.num_actions)
+  return make(
+    config.torso, config.hidden_sizes, config.lstm_size, env.observation_shape, env.num_actions
+  )

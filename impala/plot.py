@@ -31,11 +31,12 @@ def draw(records: list[dict], output: str, width: int, height: int, title: str =
   column = {key: [r[key] for r in records] for key in records[0]}
   frames = [f / 1e6 for f in column["frames"]]
   fig, axes = plt.subplots(2, 2, figsize=(width / DPI, height / DPI), dpi=DPI)
-  panels = [(axes[0, 0], frames, "return_mean_100", "frames (millions)", "return (mean of 100)"),
-            (axes[0, 1], column["seconds"], "return_mean_100", "wall time (s)",
-             "return (mean of 100)"),
-            (axes[1, 0], frames, "frames_per_second", "frames (millions)", "frames / s"),
-            (axes[1, 1], frames, "policy_lag", "frames (millions)", "policy lag (updates)")]
+  panels = [
+    (axes[0, 0], frames, "return_mean_100", "frames (millions)", "return (mean of 100)"),
+    (axes[0, 1], column["seconds"], "return_mean_100", "wall time (s)", "return (mean of 100)"),
+    (axes[1, 0], frames, "frames_per_second", "frames (millions)", "frames / s"),
+    (axes[1, 1], frames, "policy_lag", "frames (millions)", "policy lag (updates)"),
+  ]
   for ax, x, key, xlabel, ylabel in panels:
     ax.plot(x, column[key], marker=".")
     ax.set_xlabel(xlabel)

@@ -14,44 +14,57 @@ from impala.learner.snapshot import Snapshot
 
 # record key -> TensorBoard tag
 SCALARS = {
-    "return_mean_100": "episode/return_mean_100",
-    "length_mean_100": "episode/length_mean_100",
-    "loss": "loss/total",
-    "policy_loss": "loss/policy",
-    "baseline_loss": "loss/baseline",
-    "entropy": "loss/entropy",
-    "grad_norm": "optim/grad_norm",
-    "param_norm": "optim/param_norm",
-    "learning_rate": "optim/learning_rate",
-    "frames_per_second": "throughput/frames_per_second",
-    "updates_per_second": "throughput/updates_per_second",
-    "policy_lag": "learner/policy_lag",
-    "queue_depth": "learner/queue_depth",
-    "actors_connected": "learner/actors",
+  "return_mean_100": "episode/return_mean_100",
+  "length_mean_100": "episode/length_mean_100",
+  "loss": "loss/total",
+  "policy_loss": "loss/policy",
+  "baseline_loss": "loss/baseline",
+  "entropy": "loss/entropy",
+  "grad_norm": "optim/grad_norm",
+  "param_norm": "optim/param_norm",
+  "learning_rate": "optim/learning_rate",
+  "frames_per_second": "throughput/frames_per_second",
+  "updates_per_second": "throughput/updates_per_second",
+  "policy_lag": "learner/policy_lag",
+  "queue_depth": "learner/queue_depth",
+  "actors_connected": "learner/actors",
 }
 
 
-def record(s: Snapshot, seconds: float, since: tuple[float, int, int],
-           learning_rate: float) -> dict:
+def record(
+  s: Snapshot, seconds: float, since: tuple[float, int, int], learning_rate: float
+) -> dict:
   """A progress record of snapshot `s`; rates over the interval since (time, frames, updates)."""
   interval = max(time.monotonic() - since[0], 1e-9)
   return dict(
-      seconds=round(seconds, 2), **s.counters(), rejected=dict(s.rejected), version=s.version,
-      return_mean_100=s.return_mean_100, episodes_in_mean=s.episodes_in_mean,
-      learner_return_mean_100=s.learner_return_mean_100, length_mean_100=s.length_mean_100,
-      policy_lag=s.policy_lag, queue_depth=s.queue_depth, actors_connected=s.actors_connected,
-      learning_rate=learning_rate, frames_per_second=(s.frames - since[1]) / interval,
-      updates_per_second=(s.updates - since[2]) / interval, **s.metrics)
+    seconds=round(seconds, 2),
+    **s.counters(),
+    rejected=dict(s.rejected),
+    version=s.version,
+    return_mean_100=s.return_mean_100,
+    episodes_in_mean=s.episodes_in_mean,
+    learner_return_mean_100=s.learner_return_mean_100,
+    length_mean_100=s.length_mean_100,
+    policy_lag=s.policy_lag,
+    queue_depth=s.queue_depth,
+    actors_connected=s.actors_connected,
+    learning_rate=learning_rate,
+    frames_per_second=(s.frames - since[1]) / interval,
+    updates_per_second=(s.updates - since[2]) / interval,
+    **s.metrics,
+  )
 
 
 def line(r: dict) -> str:
-  return (f"[{r['seconds']:7.1f}s] frames {r['frames']:>10,} ({r['frames_per_second']:>9,.0f}/s)  "
-          f"updates {r['updates']:>7,} ({r['updates_per_second']:>6,.1f}/s)  "
-          f"return {r['return_mean_100']:7.1f} (last {r['episodes_in_mean']})  "
-          f"lag {r['policy_lag']:4.1f}  queue {r['queue_depth']:3d}  actors {r['actors_connected']}  "
-          f"unrolls {r['received']:,} = {r['accepted']:,} accepted + {r['duplicates']} dup + "
-          f"{r['stale']} stale + {sum(r['rejected'].values())} rejected + {r['abandoned']} abandoned"
-          + (f"  unauthenticated calls {r['unauthenticated']}" if r["unauthenticated"] else ""))
+  return (
+    f"[{r['seconds']:7.1f}s] frames {r['frames']:>10,} ({r['frames_per_second']:>9,.0f}/s)  "
+    f"updates {r['updates']:>7,} ({r['updates_per_second']:>6,.1f}/s)  "
+    f"return {r['return_mean_100']:7.1f} (last {r['episodes_in_mean']})  "
+    f"lag {r['policy_lag']:4.1f}  queue {r['queue_depth']:3d}  actors {r['actors_connected']}  "
+    f"unrolls {r['received']:,} = {r['accepted']:,} accepted + {r['duplicates']} dup + "
+    f"{r['stale']} stale + {sum(r['rejected'].values())} rejected + {r['abandoned']} abandoned"
+    + (f"  unauthenticated calls {r['unauthenticated']}" if r["unauthenticated"] else "")
+  )
 
 
 class Console:
@@ -78,6 +91,7 @@ class RunLog:
 
   def __init__(self, logdir: str):
     from tensorboardX import SummaryWriter  # only runs with --logdir need it
+
     os.makedirs(logdir, exist_ok=True)
     self._writer = SummaryWriter(logdir)
     self._jsonl = open(os.path.join(logdir, "progress.jsonl"), "a")

@@ -19,23 +19,25 @@ class Unroll(NamedTuple):
   (the one-step bootstrap overlap), so every transition obs_t -> obs_t+1 of the
   actor's stream appears in exactly one unroll.
   """
-  observations: np.ndarray      # [T+1, N, ...]
-  terminated: np.ndarray        # [T+1, N] bool: obs_t is a terminal observation
-  truncated: np.ndarray         # [T+1, N] bool: obs_t is the last of a time-limited episode
-  actions: np.ndarray           # [T, N] int32
-  rewards: np.ndarray           # [T, N] float32
+
+  observations: np.ndarray  # [T+1, N, ...]
+  terminated: np.ndarray  # [T+1, N] bool: obs_t is a terminal observation
+  truncated: np.ndarray  # [T+1, N] bool: obs_t is the last of a time-limited episode
+  actions: np.ndarray  # [T, N] int32
+  rewards: np.ndarray  # [T, N] float32
   behaviour_logits: np.ndarray  # [T, N, A] float32
-  core_state: tuple             # LSTM state used at obs_0, each [N, H]; () without LSTM
+  core_state: tuple  # LSTM state used at obs_0, each [N, H]; () without LSTM
 
 
 class UnrollInfo(NamedTuple):
   """Bookkeeping that travels with an unroll but does not enter the loss."""
+
   actor_id: str
   sequence: int
   params_version: int
-  episode_returns: np.ndarray   # [E] float32, episodes that ended in this unroll
-  episode_lengths: np.ndarray   # [E] int32
-  incarnation: int = 0          # random per actor process; names its sequence
+  episode_returns: np.ndarray  # [E] float32, episodes that ended in this unroll
+  episode_lengths: np.ndarray  # [E] int32
+  incarnation: int = 0  # random per actor process; names its sequence
 
 
 class InvalidUnroll(ValueError):
@@ -49,6 +51,7 @@ class InvalidUnroll(ValueError):
 
 class UnrollSpec(NamedTuple):
   """The shapes and dtypes of a run's unrolls: T steps of N environments."""
+
   unroll_length: int
   num_envs: int
   observation_shape: tuple
@@ -59,18 +62,29 @@ class UnrollSpec(NamedTuple):
   @classmethod
   def for_run(cls, config, env) -> UnrollSpec:
     """The spec of a run's unrolls: `config` a Config, `env` an environments.EnvSpec."""
-    return cls(config.unroll_length, config.num_envs, tuple(env.observation_shape),
-               np.dtype(env.observation_dtype), env.num_actions, config.lstm_size)
+    return cls(
+      config.unroll_length,
+      config.num_envs,
+      tuple(env.observation_shape),
+      np.dtype(env.observation_dtype),
+      env.num_actions,
+      config.lstm_size,
+    )
 
   def layout(self, n: int | None = None) -> Unroll:
     """An Unroll of (shape, dtype) pairs, for `n` environments (default: num_envs)."""
     t, n = self.unroll_length, self.num_envs if n is None else n
     f32 = np.dtype(np.float32)
     flags = ((t + 1, n), np.dtype(bool))
-    return Unroll(((t + 1, n) + tuple(self.observation_shape), np.dtype(self.observation_dtype)),
-                  flags, flags, ((t, n), np.dtype(np.int32)), ((t, n), f32),
-                  ((t, n, self.num_actions), f32),
-                  (((n, self.lstm_size), f32),) * 2 if self.lstm_size else ())
+    return Unroll(
+      ((t + 1, n) + tuple(self.observation_shape), np.dtype(self.observation_dtype)),
+      flags,
+      flags,
+      ((t, n), np.dtype(np.int32)),
+      ((t, n), f32),
+      ((t, n, self.num_actions), f32),
+      (((n, self.lstm_size), f32),) * 2 if self.lstm_size else (),
+    )
 
   def zeros(self, n: int | None = None) -> Unroll:
     return self._allocate(np.zeros, n)
@@ -81,8 +95,10 @@ class UnrollSpec(NamedTuple):
 
   def _allocate(self, allocate, n) -> Unroll:
     layout = self.layout(n)
-    return Unroll(*(allocate(shape, dtype) for shape, dtype in layout[:-1]),
-                  tuple(np.zeros(shape, dtype) for shape, dtype in layout.core_state))
+    return Unroll(
+      *(allocate(shape, dtype) for shape, dtype in layout[:-1]),
+      tuple(np.zeros(shape, dtype) for shape, dtype in layout.core_state),
+    )
 
   def check(self, unroll: Unroll):
     """Raises InvalidUnroll naming the first field that does not fit."""
@@ -90,10 +106,13 @@ class UnrollSpec(NamedTuple):
     for name, (shape, dtype) in zip(Unroll._fields[:-1], layout[:-1]):
       value = getattr(unroll, name)
       if value.dtype != dtype or value.shape != shape:
-        raise InvalidUnroll(f"{name}: expected {dtype.name}{list(shape)}, "
-                            f"got {value.dtype.name}{list(value.shape)}", "wrong_shape")
+        raise InvalidUnroll(
+          f"{name}: expected {dtype.name}{list(shape)}, got {value.dtype.name}{list(value.shape)}",
+          "wrong_shape",
+        )
     finite = ("rewards", "behaviour_logits") + (
-        ("observations",) if np.dtype(self.observation_dtype).kind == "f" else ())
+      ("observations",) if np.dtype(self.observation_dtype).kind == "f" else ()
+    )
     for name in finite:
       if not np.isfinite(getattr(unroll, name)).all():
         raise InvalidUnroll(f"{name}: contains NaN or infinity", "not_finite")
@@ -106,7 +125,8 @@ class UnrollSpec(NamedTuple):
       return
     (shape, dtype), _ = layout.core_state
     if len(unroll.core_state) != 2 or any(
-        s.shape != shape or s.dtype != dtype for s in unroll.core_state):
+      s.shape != shape or s.dtype != dtype for s in unroll.core_state
+    ):
       raise InvalidUnroll(f"core_state: expected 2 float32{list(shape)}", "wrong_shape")
 
 
@@ -118,7 +138,7 @@ def _concatenate_aligned(parts: list[np.ndarray], axis: int) -> np.ndarray:
   nbytes = int(np.prod(shape)) * parts[0].dtype.itemsize
   buffer = np.empty(nbytes + 64, np.uint8)
   start = -buffer.ctypes.data % 64
-  out = buffer[start:start + nbytes].view(parts[0].dtype).reshape(shape)
+  out = buffer[start : start + nbytes].view(parts[0].dtype).reshape(shape)
   return np.concatenate(parts, axis=axis, out=out)
 
 

@@ -21,8 +21,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def require_tool(name: str) -> str:
   """Path of a command-line tool (the venv's own bin first). Missing: the test is skipped,
   but fails under CI (CI=true), where .ci/run installs every tool the tests use."""
-  path = shutil.which(name, path=os.pathsep.join([os.path.dirname(sys.executable),
-                                                  os.environ.get("PATH", "")]))
+  path = shutil.which(
+    name, path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+  )
   if path is None:
     message = f"{name} is not installed (.ci/run installs it)"
     if os.environ.get("CI") == "true":
@@ -39,11 +40,18 @@ def free_port() -> int:
 
 # --- The real programs as subprocesses ---
 
+
 def start(script: str, *args: str, **env) -> subprocess.Popen:
   """A learner (output piped, to be read) or an actor (output dropped: nobody reads it)."""
   out = subprocess.PIPE if script == "learner_server.py" else subprocess.DEVNULL
-  return subprocess.Popen([sys.executable, script, *args], cwd=ROOT, text=True,
-                          env=dict(os.environ, **env), stdout=out, stderr=out)
+  return subprocess.Popen(
+    [sys.executable, script, *args],
+    cwd=ROOT,
+    text=True,
+    env=dict(os.environ, **env),
+    stdout=out,
+    stderr=out,
+  )
 
 
 def read_until(proc: subprocess.Popen, pattern: str, timeout: float = 120.0) -> re.Match:

@@ -57,8 +57,11 @@ def test_a3c_actor_sends_gradients_and_the_learner_applies_each(a3c_server):
   loss = losses.make(run_config, actor.rollout.network.unroll)
   expected = jax.grad(loss, has_aux=True)(params, unrolls[0][0])[0]
   gradients, _ = codec.decode_unroll(sent[0])
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
-               gradients, jax.device_get(expected))  # jitted vs not: last bits differ
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
+    gradients,
+    jax.device_get(expected),
+  )  # jitted vs not: last bits differ
   assert len(sent[0]) < 50_000
   assert len(upload(port, *sent)) == 3
   before = learner.params_for_actor()[1]
@@ -83,13 +86,15 @@ def test_bad_gradients_and_the_wrong_kind_of_upload_are_refused(a3c_server):
     return codec.encode_gradients(changed, info)
 
   missing = {m: leaves for m, leaves in grads.items() if m != "value"}
-  cases = [(with_leaf(np.zeros(2, np.float32)), "gradients: value/b: expected float32[1], got "
-            "float32[2]"),
-           (with_leaf(np.full(1, np.nan, np.float32)), "gradients: value/b: contains NaN or "
-            "infinity"),
-           (codec.encode_gradients(missing, info), "gradients: value/b missing"),
-           (codec.encode_unroll(unroll, info), "trajectory: this learner trains a3c, whose "
-            "actors send gradients")]
+  cases = [
+    (with_leaf(np.zeros(2, np.float32)), "gradients: value/b: expected float32[1], got float32[2]"),
+    (with_leaf(np.full(1, np.nan, np.float32)), "gradients: value/b: contains NaN or infinity"),
+    (codec.encode_gradients(missing, info), "gradients: value/b missing"),
+    (
+      codec.encode_unroll(unroll, info),
+      "trajectory: this learner trains a3c, whose actors send gradients",
+    ),
+  ]
   for message, details in cases:
     with pytest.raises(grpc.RpcError) as e:
       upload(port, good, message)
@@ -98,15 +103,22 @@ def test_bad_gradients_and_the_wrong_kind_of_upload_are_refused(a3c_server):
   # Too old: after four updates, the parameters that took it are 4 versions behind.
   assert learner.step(timeout=10)  # trains on `good`
   for k in (1, 2, 3):  # acted by the same parameters: lag k, taken and trained on
-    assert len(upload(port, codec.encode_gradients(
-        grads, info._replace(sequence=info.sequence + k)))) == 1
+    assert (
+      len(upload(port, codec.encode_gradients(grads, info._replace(sequence=info.sequence + k))))
+      == 1
+    )
     assert learner.step(timeout=10)
   assert learner.version == info.params_version + 4
   stale = codec.encode_gradients(grads, info._replace(sequence=info.sequence + 4))
   assert len(upload(port, stale)) == 1
   assert learner.snapshot().accounting() == dict(
-      received=12, accepted=4, duplicates=3, stale=1, abandoned=0,
-      rejected=dict(wrong_shape=2, not_finite=1, wrong_algorithm=1))
+    received=12,
+    accepted=4,
+    duplicates=3,
+    stale=1,
+    abandoned=0,
+    rejected=dict(wrong_shape=2, not_finite=1, wrong_algorithm=1),
+  )
 
 
 def test_an_impala_learner_refuses_gradients(learner_server, small_config):
@@ -118,43 +130,89 @@ def test_an_impala_learner_refuses_gradients(learner_server, small_config):
   with pytest.raises(grpc.RpcError) as e:
     upload(port, codec.encode_gradients(params, info))
   assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-  assert e.value.details() == ("gradients: this learner trains impala, whose actors send "
-                               "trajectories")
+  assert e.value.details() == (
+    "gradients: this learner trains impala, whose actors send trajectories"
+  )
 
 
 def run(*args: str, timeout: float) -> dict:
   """learner_server.py with 2 local actors; its summary."""
-  proc = subprocess.run([sys.executable, "learner_server.py", "--local-actors", "2", "--port",
-                         str(free_port()), *args], cwd=ROOT, capture_output=True, text=True,
-                        timeout=timeout)
+  proc = subprocess.run(
+    [sys.executable, "learner_server.py", "--local-actors", "2", "--port", str(free_port()), *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   counts = result
-  assert counts["received"] == (counts["accepted"] + counts["duplicates"] + counts["stale"]
-                                + sum(counts["rejected"].values()) + counts["abandoned"])
+  assert counts["received"] == (
+    counts["accepted"]
+    + counts["duplicates"]
+    + counts["stale"]
+    + sum(counts["rejected"].values())
+    + counts["abandoned"]
+  )
   assert len(result["unrolls_by_actor"]) == 2
   return result
 
 
 @pytest.mark.slow
 def test_a3c_learns_cartpole():
-  result = run("--algorithm", "a3c", "--seed", "0", "--stop-at-return", "475",
-               "--max-seconds", "120", timeout=180)
+  result = run(
+    "--algorithm",
+    "a3c",
+    "--seed",
+    "0",
+    "--stop-at-return",
+    "475",
+    "--max-seconds",
+    "120",
+    timeout=180,
+  )
   assert result["reached_target"] and result["return_mean_100"] >= 475, result
 
 
 @pytest.mark.slow
 def test_impala_learns_catch():
-  result = run("--env-id", "bsuite/catch", "--rmsprop-eps", "1e-5", "--seed", "0",
-               "--stop-at-return", "0.9", "--max-seconds", "120", timeout=180)
+  result = run(
+    "--env-id",
+    "bsuite/catch",
+    "--rmsprop-eps",
+    "1e-5",
+    "--seed",
+    "0",
+    "--stop-at-return",
+    "0.9",
+    "--max-seconds",
+    "120",
+    timeout=180,
+  )
   assert result["reached_target"] and result["return_mean_100"] >= 0.9, result
 
 
 @pytest.mark.slow
 def test_atari_with_the_deep_network_trains_end_to_end():
   """Pong, 2 actors of 4 environments, the deep torso: 20 updates of 2 unrolls of 20 steps."""
-  result = run("--env-id", "ALE/Pong-v5", "--torso", "deep", "--num-envs", "4",
-               "--unroll-length", "20", "--batch-size", "2", "--max-abs-reward", "1",
-               "--max-frames", str(20 * 2 * 4 * 20), "--max-seconds", "240", timeout=300)
+  result = run(
+    "--env-id",
+    "ALE/Pong-v5",
+    "--torso",
+    "deep",
+    "--num-envs",
+    "4",
+    "--unroll-length",
+    "20",
+    "--batch-size",
+    "2",
+    "--max-abs-reward",
+    "1",
+    "--max-frames",
+    str(20 * 2 * 4 * 20),
+    "--max-seconds",
+    "240",
+    timeout=300,
+  )
   assert result["stop_reason"] == "max_frames" and result["updates"] >= 20, result
   assert result["rejected"] == {}

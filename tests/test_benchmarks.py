@@ -30,8 +30,22 @@ def test_repeated_float_baseline_round_trips_the_params():
 @pytest.mark.slow
 def test_end_to_end_benchmark_prints_its_comparisons_as_json():
   done = subprocess.run(
-      [sys.executable, "-m", "benchmarks.end_to_end", "--actors", "1", "--num-envs", "8",
-       "--window", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "benchmarks.end_to_end",
+      "--actors",
+      "1",
+      "--num-envs",
+      "8",
+      "--window",
+      "1",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert done.returncode == 0, done.stderr[-2000:]
   result = json.loads(done.stdout)
   assert result["benchmark"] == "end_to_end" and result["machine"]["cores"] >= 1

@@ -6,23 +6,25 @@ import pytest
 from impala import testing
 from impala.config import Config
 from impala.transport import codec
+from impala.transport import payload as payload_lib
 from impala.transport.proto import impala_pb2 as pb
 
 
 def serialized(*arrays):
   """Arrays as the tensors of one message (a Weights message serves as the container)."""
-  payload = codec.Payload()
-  header = pb.Weights(params=[pb.Param(name=str(i), value=payload.add(a))
-                              for i, a in enumerate(arrays)])
+  payload = payload_lib.Payload()
+  header = pb.Weights(
+    params=[pb.Param(name=str(i), value=payload.add(a)) for i, a in enumerate(arrays)]
+  )
   return payload.serialize(header.SerializeToString())
 
 
-@pytest.mark.parametrize("dtype", sorted(codec.ALLOWED_DTYPES))
+@pytest.mark.parametrize("dtype", sorted(payload_lib.ALLOWED_DTYPES))
 @pytest.mark.parametrize("shape", [(), (0,), (3,), (2, 3, 4)])
 def test_round_trip(dtype, shape):
   array = (np.arange(int(np.prod(shape))) % 7).astype(dtype).reshape(shape)
-  msg, payload = codec.parse(pb.Weights, serialized(np.ones(5, np.int8), array))
-  decoded = codec.decode(msg.params[1].value, payload)
+  msg, payload = payload_lib.parse(pb.Weights, serialized(np.ones(5, np.int8), array))
+  decoded = payload_lib.decode(msg.params[1].value, payload)
   assert decoded.dtype == array.dtype and decoded.shape == array.shape
   np.testing.assert_array_equal(decoded, array)
 
@@ -37,8 +39,8 @@ def test_messages_stay_plain_protobuf():
 
 def test_decoding_does_not_copy():
   raw = serialized(np.arange(1000, dtype=np.float32))
-  msg, payload = codec.parse(pb.Weights, raw)
-  decoded = codec.decode(msg.params[0].value, payload)
+  msg, payload = payload_lib.parse(pb.Weights, raw)
+  decoded = payload_lib.decode(msg.params[0].value, payload)
   assert np.shares_memory(decoded, np.frombuffer(raw, np.uint8)) and not decoded.flags.writeable
 
 
@@ -49,20 +51,24 @@ def test_payload_found_wherever_it_lies():
   msg.version = 9
   reordered = msg.SerializeToString()
   assert not reordered.startswith(serialized(a)[:1])
-  got, payload = codec.parse(pb.Weights, reordered)
+  got, payload = payload_lib.parse(pb.Weights, reordered)
   assert got.version == 9 and got.payload == b""  # the payload is not copied into the header
-  np.testing.assert_array_equal(codec.decode(got.params[0].value, payload), a)
+  np.testing.assert_array_equal(payload_lib.decode(got.params[0].value, payload), a)
 
 
 def test_big_endian_input_is_sent_little_endian():
   array = np.arange(4, dtype=">i4")
-  msg, payload = codec.parse(pb.Weights, serialized(array))
-  np.testing.assert_array_equal(codec.decode(msg.params[0].value, payload), array)
+  msg, payload = payload_lib.parse(pb.Weights, serialized(array))
+  np.testing.assert_array_equal(payload_lib.decode(msg.params[0].value, payload), array)
 
 
-@pytest.mark.parametrize("tensor,message", [
-    (pb.Tensor(dtype="float32", shape=[2, 3], offset=0),
-     "float32[2, 3] at offset 0 ends at byte 24, past the payload (20 bytes)"),
+@pytest.mark.parametrize(
+  "tensor,message",
+  [
+    (
+      pb.Tensor(dtype="float32", shape=[2, 3], offset=0),
+      "float32[2, 3] at offset 0 ends at byte 24, past the payload (20 bytes)",
+    ),
     (pb.Tensor(dtype="float32", shape=[1], offset=18), "ends at byte 22, past the payload"),
     (pb.Tensor(dtype="object", shape=[1]), "dtype 'object' not allowed"),
     (pb.Tensor(dtype="float32", shape=[-1, 4]), "bad shape"),
@@ -71,17 +77,18 @@ def test_big_endian_input_is_sent_little_endian():
     (pb.Tensor(dtype="float32", shape=[0, 2**61]), "bad shape"),  # found by tests/test_fuzz.py
     (pb.Tensor(dtype="float64", shape=[2**20, 2**19]), "past the payload"),
     (pb.Tensor(dtype="uint8", shape=[1], offset=2**64 - 1), "past the payload"),
-])
+  ],
+)
 def test_rejects_malformed(tensor, message):
-  with pytest.raises(codec.DecodeError, match="observations") as e:
-    codec.decode(tensor, memoryview(bytes(20)), "observations")
+  with pytest.raises(payload_lib.DecodeError, match="observations") as e:
+    payload_lib.decode(tensor, memoryview(bytes(20)), "observations")
   assert message in str(e.value)
 
 
 @pytest.mark.parametrize("raw", [b"\x80", b"\x0a\x05ab", b"\x7a\x10abc", b"\x0b"])
 def test_rejects_malformed_messages(raw):
-  with pytest.raises(codec.DecodeError, match="malformed message"):
-    codec.parse(pb.Weights, raw)
+  with pytest.raises(payload_lib.DecodeError, match="malformed message"):
+    payload_lib.parse(pb.Weights, raw)
 
 
 def make_unroll(t=3, n=2, lstm=0):
@@ -103,13 +110,15 @@ def test_unroll_round_trip(lstm):
 def test_unroll_missing_field_is_named():
   msg = pb.Unroll.FromString(codec.encode_unroll(*make_unroll()))
   msg.ClearField("rewards")
-  with pytest.raises(codec.DecodeError, match="rewards: missing"):
+  with pytest.raises(payload_lib.DecodeError, match="rewards: missing"):
     codec.decode_unroll(msg.SerializeToString())
 
 
 def test_weights_round_trip():
-  params = {"mlp/linear": {"w": np.ones((4, 3), np.float32), "b": np.zeros(3, np.float32)},
-            "policy": {"w": np.full((3, 2), 2.0, np.float32)}}
+  params = {
+    "mlp/linear": {"w": np.ones((4, 3), np.float32), "b": np.zeros(3, np.float32)},
+    "policy": {"w": np.full((3, 2), 2.0, np.float32)},
+  }
   version, got = codec.decode_weights(codec.encode_weights(5, params))
   assert version == 5 and got.keys() == params.keys()
   for module in params:
@@ -119,15 +128,33 @@ def test_weights_round_trip():
 
 
 def test_setup_round_trip():
-  config = Config(env_id="CartPole-v1", env_kwargs={"max_episode_steps": 200}, num_envs=3,
-                  unroll_length=7, torso="mlp", hidden_sizes=(8, 9), lstm_size=4, seed=5,
-                  algorithm="a3c", discount=0.9, baseline_cost=0.25, entropy_cost=0.125,
-                  clip_rho=1.5, clip_pg_rho=2.5, max_abs_reward=1.0)
+  config = Config(
+    env_id="CartPole-v1",
+    env_kwargs={"max_episode_steps": 200},
+    num_envs=3,
+    unroll_length=7,
+    torso="mlp",
+    hidden_sizes=(8, 9),
+    lstm_size=4,
+    seed=5,
+    algorithm="a3c",
+    discount=0.9,
+    baseline_cost=0.25,
+    entropy_cost=0.125,
+    clip_rho=1.5,
+    clip_pg_rho=2.5,
+    max_abs_reward=1.0,
+  )
   setup = pb.Setup.FromString(codec.encode_setup(config, "run", 2, 1234).SerializeToString())
   got = codec.decode_setup(setup, Config(grpc_host="learner:1"))
   assert got.grpc_host == "learner:1"  # the actor's own settings stay
   assert (got.env_id, got.env_kwargs, got.num_envs, got.unroll_length, got.seed) == (
-      "CartPole-v1", {"max_episode_steps": 200}, 3, 7, 1234)
+    "CartPole-v1",
+    {"max_episode_steps": 200},
+    3,
+    7,
+    1234,
+  )
   assert (got.torso, got.hidden_sizes, got.lstm_size) == ("mlp", (8, 9), 4)
   assert setup.actor_index == 2 and setup.protocol_version == codec.PROTOCOL_VERSION
   # Every run setting travels, under its own name; the seed is the actor's own.

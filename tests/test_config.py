@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-from impala import config as config_lib
+from impala import flags
 from impala.config import Config, ConfigError
 from impala.learner import program
 
@@ -19,13 +19,17 @@ def test_defaults_are_valid_and_cartpole():
 
 def test_flags_override_environment_which_overrides_defaults():
   env = {"GRPC_HOST": "learner:7", "IMPALA_NUM_ENVS": "8", "IMPALA_UNROLL_LENGTH": "9"}
-  config = config_lib.from_args(["--num-envs", "16", "--hidden-sizes", "32,32",
-                                 "--env-kwargs", '{"max_episode_steps": 100}'], environ=env)
+  config = flags.from_args(
+    ["--num-envs", "16", "--hidden-sizes", "32,32", "--env-kwargs", '{"max_episode_steps": 100}'],
+    environ=env,
+  )
   assert config.grpc_host == "learner:7" and config.num_envs == 16 and config.unroll_length == 9
   assert config.hidden_sizes == (32, 32) and config.env_kwargs == {"max_episode_steps": 100}
 
 
-@pytest.mark.parametrize("argv,message", [
+@pytest.mark.parametrize(
+  "argv,message",
+  [
     (["--num-envs", "0"], "bad value for --num-envs: 0 (must be > 0)"),
     (["--num-envs", "many"], "bad value for --num-envs: 'many' (expected int)"),
     (["--torso", "cnn"], "bad value for --torso: 'cnn' (allowed: mlp, shallow, deep)"),
@@ -33,44 +37,66 @@ def test_flags_override_environment_which_overrides_defaults():
     (["--env-kwargs", "[1]"], "bad value for --env-kwargs: '[1]' (expected a JSON object)"),
     (["--grpc-host", "nohost"], "bad value for --grpc-host: 'nohost' (must be host:port"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-    (["--num-learners", "2", "--learner-index", "2", "--coordinator-address", "h:7000"],
-     "bad value for --learner-index: 2 (must be in [0, 2))"),
-    (["--num-learners", "2"], "bad value for --coordinator-address: '' (several learners need "
-     "learner 0's host:port"),
-    (["--advertise-address", "learner-1"], "bad value for --advertise-address: 'learner-1' "
-     "(must be host:port)"),
+    (
+      ["--num-learners", "2", "--learner-index", "2", "--coordinator-address", "h:7000"],
+      "bad value for --learner-index: 2 (must be in [0, 2))",
+    ),
+    (
+      ["--num-learners", "2"],
+      "bad value for --coordinator-address: '' (several learners need learner 0's host:port",
+    ),
+    (
+      ["--advertise-address", "learner-1"],
+      "bad value for --advertise-address: 'learner-1' (must be host:port)",
+    ),
     (["--algorithm", "ppo"], "bad value for --algorithm: 'ppo' (allowed: impala, a3c)"),
-    (["--algorithm", "a3c", "--num-learners", "2", "--coordinator-address", "h:7000"],
-     "bad value for --num-learners: 2 (a3c runs with one learner)"),
-])
+    (
+      ["--algorithm", "a3c", "--num-learners", "2", "--coordinator-address", "h:7000"],
+      "bad value for --num-learners: 2 (a3c runs with one learner)",
+    ),
+  ],
+)
 def test_bad_values_name_the_flag_and_what_is_allowed(argv, message):
   with pytest.raises(ConfigError) as e:
-    config_lib.from_args(argv, environ={})
+    flags.from_args(argv, environ={})
   assert message in str(e.value)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["learner_server.py", "actor_client.py"])
 def test_entry_points_print_one_line_and_exit_non_zero(script):
-  result = subprocess.run([sys.executable, script, "--unroll-length", "-3"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+  result = subprocess.run(
+    [sys.executable, script, "--unroll-length", "-3"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=60,
+  )
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert lines == [f"{script}: error: bad value for --unroll-length: -3 (must be > 0)"]
 
 
-@pytest.mark.parametrize("args,reason", [
+@pytest.mark.parametrize(
+  "args,reason",
+  [
     (["--env-id", "Nope-v0"], "cannot make 'Nope-v0' with {}: Environment `Nope` doesn't exist."),
-    (["--env-id", "ALE/Pongg-v5"], "cannot make 'ALE/Pongg-v5' with {}: ale-py has no game "
-     "Pongg (ROM 'pongg')"),
-    (["--env-id", "ALE/Pong-v5", "--env-kwargs", '{"lives": 3}'],
-     """cannot make 'ALE/Pong-v5' with {"lives": 3}: """),
-])
+    (
+      ["--env-id", "ALE/Pongg-v5"],
+      "cannot make 'ALE/Pongg-v5' with {}: ale-py has no game Pongg (ROM 'pongg')",
+    ),
+    (
+      ["--env-id", "ALE/Pong-v5", "--env-kwargs", '{"lives": 3}'],
+      """cannot make 'ALE/Pong-v5' with {"lives": 3}: """,
+    ),
+  ],
+)
 def test_an_environment_that_cannot_be_made_is_one_line(args, reason, capsys):
   assert program.main(["--port", "0", *args]) == 2
   [line] = [x for x in capsys.readouterr().err.strip().splitlines() if "error" in x.lower()]
-  assert line.startswith("learner_server.py: error: bad value for --env-id/--env-kwargs: "
-                         + reason), line
+  assert line.startswith(
+    "learner_server.py: error: bad value for --env-id/--env-kwargs: " + reason
+  ), line
 
 
 def test_port_in_use_is_one_line(capsys):
@@ -80,6 +106,9 @@ def test_port_in_use_is_one_line(capsys):
     port = busy.getsockname()[1]
     assert program.main(["--port", str(port)]) == 2
   # gRPC's C core logs its own diagnostic on the file descriptor; ours is the one line.
-  assert capsys.readouterr().err.strip().splitlines() == [(
+  assert capsys.readouterr().err.strip().splitlines() == [
+    (
       f"learner_server.py: error: cannot listen on [::]:{port} (port in use?); "
-      "choose another with --port")]
+      "choose another with --port"
+    )
+  ]

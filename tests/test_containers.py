@@ -37,8 +37,13 @@ def podman(*args: str, check: bool = True, timeout: float = 600) -> str:
 
 def logs(container: str) -> str:
   """Everything the container wrote (podman logs splits it again into stdout and stderr)."""
-  return subprocess.run(["podman", "logs", container], stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT, text=True, timeout=60).stdout
+  return subprocess.run(
+    ["podman", "logs", container],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    timeout=60,
+  ).stdout
 
 
 def debian_mirror() -> str:
@@ -56,13 +61,34 @@ def make_base_image(tmp_path):
   if subprocess.run(["podman", "image", "exists", BASE]).returncode == 0:
     return
   rootfs = tmp_path / "rootfs"
-  subprocess.run([require_tool("debootstrap"), "--variant=minbase",
-                  "--include=python3,python3-venv,ca-certificates", "bookworm", str(rootfs),
-                  debian_mirror()], check=True, capture_output=True, timeout=900)
+  subprocess.run(
+    [
+      require_tool("debootstrap"),
+      "--variant=minbase",
+      "--include=python3,python3-venv,ca-certificates",
+      "bookworm",
+      str(rootfs),
+      debian_mirror(),
+    ],
+    check=True,
+    capture_output=True,
+    timeout=900,
+  )
   tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-  subprocess.run(["podman", "import", "--change",
-                  "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                  "-", BASE], stdin=tar.stdout, check=True, capture_output=True, timeout=300)
+  subprocess.run(
+    [
+      "podman",
+      "import",
+      "--change",
+      "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      "-",
+      BASE,
+    ],
+    stdin=tar.stdout,
+    check=True,
+    capture_output=True,
+    timeout=300,
+  )
   assert tar.wait() == 0
 
 
@@ -78,8 +104,20 @@ def images(tmp_path_factory):
     (tmp / "pip.conf").write_text("[global]\ncert = /host-ca.crt\n")
     mounts = ["-v", f"{tmp / 'pip.conf'}:/etc/pip.conf:ro", "-v", f"{HOST_CA}:/host-ca.crt:ro"]
   for role, tag in IMAGES.items():
-    podman("build", "--format", "docker", *mounts, "--build-arg", f"BASE_IMAGE={BASE}",
-           "-f", os.path.join(ROOT, f"Dockerfile.{role}"), "-t", tag, ROOT, timeout=1200)
+    podman(
+      "build",
+      "--format",
+      "docker",
+      *mounts,
+      "--build-arg",
+      f"BASE_IMAGE={BASE}",
+      "-f",
+      os.path.join(ROOT, f"Dockerfile.{role}"),
+      "-t",
+      tag,
+      ROOT,
+      timeout=1200,
+    )
   return IMAGES
 
 
@@ -109,8 +147,10 @@ def wait_for_training(container: str, actors: int) -> dict:
       if last["updates"] >= MIN_UPDATES and last["actors"] >= actors:
         return last
     time.sleep(1.0)  # polling the log for a condition, with a deadline
-  raise AssertionError(f"no {MIN_UPDATES} updates with {actors} actors in {TRAIN_TIMEOUT} s: "
-                       f"{last}\n{logs(container)[-3000:]}")
+  raise AssertionError(
+    f"no {MIN_UPDATES} updates with {actors} actors in {TRAIN_TIMEOUT} s: "
+    f"{last}\n{logs(container)[-3000:]}"
+  )
 
 
 def test_images_are_small_non_root_and_exec_form(images):
@@ -119,33 +159,57 @@ def test_images_are_small_non_root_and_exec_form(images):
     assert info["Size"] <= MAX_IMAGE_BYTES, (role, info["Size"])
     config = info["Config"]
     assert config["User"] == "10001:10001"
-    assert config["Entrypoint"] == ["python", f"{role}_{'server' if role == 'learner' else 'client'}.py"]
+    assert config["Entrypoint"] == [
+      "python",
+      f"{role}_{'server' if role == 'learner' else 'client'}.py",
+    ]
     # No pip (nor a compiler) in the final image: the venv was built in another stage.
-    found = podman("run", "--rm", "--entrypoint", "sh", tag, "-c",
-                   "command -v pip pip3 gcc cc || true")
+    found = podman(
+      "run", "--rm", "--entrypoint", "sh", tag, "-c", "command -v pip pip3 gcc cc || true"
+    )
     assert found.strip() == "", found
   assert "impala.healthcheck" in " ".join(
-      json.loads(podman("image", "inspect", images["learner"]))[0]["Healthcheck"]["Test"])
+    json.loads(podman("image", "inspect", images["learner"]))[0]["Healthcheck"]["Test"]
+  )
 
 
 def test_v2_learner_and_two_actors_on_a_network(images, network):
   """Containers on one network: actors find the learner by name."""
   learner = f"{network}-learner"
-  podman("run", "--detach", "--name", learner, "--network", network,
-         "--env", "IMPALA_LOG_EVERY=1", images["learner"])
-  actors = [podman("run", "--detach", "--network", network, "--env", f"GRPC_HOST={learner}:50051",
-                   images["actor"]).strip() for _ in range(2)]
+  podman(
+    "run",
+    "--detach",
+    "--name",
+    learner,
+    "--network",
+    network,
+    "--env",
+    "IMPALA_LOG_EVERY=1",
+    images["learner"],
+  )
+  actors = [
+    podman(
+      "run",
+      "--detach",
+      "--network",
+      network,
+      "--env",
+      f"GRPC_HOST={learner}:50051",
+      images["actor"],
+    ).strip()
+    for _ in range(2)
+  ]
   wait_for_training(learner, actors=2)
-  health = subprocess.run(["podman", "healthcheck", "run", learner], capture_output=True,
-                          text=True, timeout=60)
+  health = subprocess.run(
+    ["podman", "healthcheck", "run", learner], capture_output=True, text=True, timeout=60
+  )
   assert health.returncode == 0, health.stdout + health.stderr  # the health service said SERVING
 
   started = time.monotonic()
   podman("stop", "--time", "30", learner)  # SIGTERM, then SIGKILL after 30 s
   assert time.monotonic() - started < 30
   assert podman("inspect", learner, "--format", "{{.State.ExitCode}}").strip() == "0"
-  summary = json.loads([line for line in logs(learner).splitlines()
-                        if line.startswith("{")][-1])
+  summary = json.loads([line for line in logs(learner).splitlines() if line.startswith("{")][-1])
   assert summary["stop_reason"] == "terminated" and summary["updates"] >= MIN_UPDATES
   assert summary["checkpoint"].startswith("/var/lib/impala/")  # the final one, on SIGTERM
   hostnames = {podman("inspect", a, "--format", "{{.Config.Hostname}}").strip() for a in actors}
@@ -162,12 +226,20 @@ def test_v3_manifest_with_podman_kube_play(images, network, tmp_path):
   on the host (Kubernetes opens nothing for them), where two actors' metrics ports would
   clash: the copy played has no `ports`. Otherwise it is the rendered manifest as it is.
   """
-  rendered = subprocess.run([require_tool("kubectl"), "kustomize", ROOT], capture_output=True,
-                            text=True, check=True, timeout=120).stdout
+  rendered = subprocess.run(
+    [require_tool("kubectl"), "kustomize", ROOT],
+    capture_output=True,
+    text=True,
+    check=True,
+    timeout=120,
+  ).stdout
   docs = list(yaml.safe_load_all(rendered))
   service = next(d for d in docs if d["kind"] == "Service")["metadata"]["name"]
-  deployments = {d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]: d
-                 for d in docs if d["kind"] == "Deployment"}
+  deployments = {
+    d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]: d
+    for d in docs
+    if d["kind"] == "Deployment"
+  }
   actor_docs = [deployments["actor"]]
   learner_docs = [d for d in docs if d not in actor_docs]  # as README splits it
   for d in deployments.values():  # podman publishes containerPorts on the host: 2 actors clash
@@ -182,8 +254,12 @@ def test_v3_manifest_with_podman_kube_play(images, network, tmp_path):
   # What kube play makes of claims and Secrets outlives `kube down`: removed before (left
   # over from an interrupted run, it would stop `kube play`) and after.
   made = [("volume", d["metadata"]["name"]) for d in docs if d["kind"] == "PersistentVolumeClaim"]
-  made += [(kind, d["metadata"]["name"]) for d in docs if d["kind"] == "Secret"
-           for kind in ("secret", "volume")]  # podman 4.3 mounts a Secret as a volume
+  made += [
+    (kind, d["metadata"]["name"])
+    for d in docs
+    if d["kind"] == "Secret"
+    for kind in ("secret", "volume")
+  ]  # podman 4.3 mounts a Secret as a volume
   for kind, name in made:
     podman(kind, "rm", name, check=False)
   try:
@@ -191,13 +267,16 @@ def test_v3_manifest_with_podman_kube_play(images, network, tmp_path):
     podman("kube", "play", "--network", network, str(files["actors"]))
     # kube play names containers <deployment>-pod-<replica>-<container>
     running = podman("ps", "--format", "{{.Names}}").split()
-    pods = {role: [n for n in running if n.startswith(d["metadata"]["name"] + "-pod-")]
-            for role, d in deployments.items()}
-    learner, = pods["learner"]
+    pods = {
+      role: [n for n in running if n.startswith(d["metadata"]["name"] + "-pod-")]
+      for role, d in deployments.items()
+    }
+    (learner,) = pods["learner"]
     actors = pods["actor"]
     assert len(actors) == replicas, running
-    user, read_only = podman("inspect", learner, "--format",
-                             "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}").split()
+    user, read_only = podman(
+      "inspect", learner, "--format", "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}"
+    ).split()
     assert user.split(":")[0] == "10001" and read_only == "true"  # the manifest's securityContext
     wait_for_training(learner, actors=replicas)
     podman("stop", "--time", "30", learner)

@@ -37,9 +37,12 @@ def summary(stdout: str) -> dict:
 
 
 def test_local_run_reaches_cartpole_target():
-  proc = subprocess.Popen(learner_cmd("--local-actors", "2", "--seed", "0", "--port",
-                                      str(free_port()), *TARGET),
-                          cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+    learner_cmd("--local-actors", "2", "--seed", "0", "--port", str(free_port()), *TARGET),
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   stdout, _ = proc.communicate(timeout=180)
   result = summary(stdout)
   assert proc.returncode == 0, result
@@ -51,11 +54,20 @@ def test_local_run_reaches_cartpole_target():
 def test_learner_and_actors_as_separate_processes_started_actors_first():
   port = free_port()
   env = dict(os.environ, GRPC_HOST=f"localhost:{port}")
-  actors = [subprocess.Popen([sys.executable, "actor_client.py"], cwd=ROOT, env=env,
-                             stderr=subprocess.DEVNULL) for _ in range(2)]
+  actors = [
+    subprocess.Popen(
+      [sys.executable, "actor_client.py"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
+    )
+    for _ in range(2)
+  ]
   try:
-    learner = subprocess.run(learner_cmd("--port", str(port), "--seed", "1", *TARGET), cwd=ROOT,
-                             capture_output=True, text=True, timeout=180)
+    learner = subprocess.run(
+      learner_cmd("--port", str(port), "--seed", "1", *TARGET),
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=180,
+    )
     result = summary(learner.stdout)
     assert learner.returncode == 0 and result["reached_target"], result
     # The learner is gone; the actors keep retrying until told to stop, then exit cleanly.
@@ -68,13 +80,18 @@ def test_learner_and_actors_as_separate_processes_started_actors_first():
       actor.kill()
 
 
-@pytest.mark.parametrize("sig,status,reason", [(signal.SIGINT, 130, "interrupted"),
-                                                (signal.SIGTERM, 0, "terminated")])
+@pytest.mark.parametrize(
+  "sig,status,reason", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 0, "terminated")]
+)
 def test_ctrl_c_or_sigterm_stops_learner_and_its_actors(sig, status, reason):
   """Ctrl-C is an interruption; SIGTERM (docker stop, Kubernetes) a requested, clean stop."""
-  proc = subprocess.Popen(learner_cmd("--local-actors", "2", "--log-every", "0.5", "--port",
-                                      str(free_port()), *TARGET),
-                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+    learner_cmd("--local-actors", "2", "--log-every", "0.5", "--port", str(free_port()), *TARGET),
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   try:
     for line in proc.stderr:  # wait until it is training: the first progress line
       if line.startswith("["):
@@ -91,9 +108,15 @@ def test_ctrl_c_or_sigterm_stops_learner_and_its_actors(sig, status, reason):
 
 @pytest.mark.parametrize("target,status", [([], 0), (["--stop-at-return", "475"], 1)])
 def test_cap_exit_status(target, status):
-  result = subprocess.run(learner_cmd("--local-actors", "1", "--max-frames", "20000", "--port",
-                                      str(free_port()), *target),
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+  result = subprocess.run(
+    learner_cmd(
+      "--local-actors", "1", "--max-frames", "20000", "--port", str(free_port()), *target
+    ),
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == status
   assert summary(result.stdout)["stop_reason"] == "max_frames"
   assert summary(result.stdout)["frames"] >= 20000

@@ -33,16 +33,22 @@ def test_rebuild_matches_a_step_by_step_stacker_on_random_episode_ends():
     newest = rng.integers(1, 255, (30, 5, 3, 2), dtype=np.uint8)
     history = rng.integers(0, 255, (5, 3, 2, k - 1), dtype=np.uint8)
     done = rng.random((30, 5)) < 0.2
-    np.testing.assert_array_equal(frames.rebuild(newest, history, done),
-                                  reference_stacks(newest, history, done))
+    np.testing.assert_array_equal(
+      frames.rebuild(newest, history, done), reference_stacks(newest, history, done)
+    )
 
 
 @pytest.fixture(scope="module")
 def pong_unrolls():
   """Three consecutive unrolls of a real Pong actor whose episodes are cut at 100 frames,
   so that stacks cross episode starts inside an unroll."""
-  config = Config(env_id="ALE/Pong-v5", env_kwargs={"max_num_frames_per_episode": 100},
-                  torso="shallow", num_envs=3, unroll_length=20)
+  config = Config(
+    env_id="ALE/Pong-v5",
+    env_kwargs={"max_num_frames_per_episode": 100},
+    torso="shallow",
+    num_envs=3,
+    unroll_length=20,
+  )
   actor = Session(config)
   actor.prepare(config)
   params = actor.rollout.network.init(jax.random.PRNGKey(0))
@@ -57,12 +63,14 @@ def test_atari_observations_are_84x84_stacks_of_4_grey_frames(pong_unrolls):
   # Each stack is the previous one shifted by a frame (within an episode).
   done = unroll.terminated | unroll.truncated
   same_episode = ~done[:-1]
-  np.testing.assert_array_equal(unroll.observations[1:, ..., :3][same_episode],
-                                unroll.observations[:-1, ..., 1:][same_episode])
+  np.testing.assert_array_equal(
+    unroll.observations[1:, ..., :3][same_episode], unroll.observations[:-1, ..., 1:][same_episode]
+  )
 
 
 def test_the_learner_rebuilds_exactly_the_stacks_the_actor_saw_from_a_quarter_of_the_bytes(
-    pong_unrolls):
+  pong_unrolls,
+):
   starts = 0
   for unroll, info in pong_unrolls:
     sent = codec.encode_unroll(unroll, info, stacked_frames=True)
@@ -81,8 +89,11 @@ def test_a_frame_history_that_does_not_fit_is_a_decode_error(pong_unrolls):
   sent = codec.encode_unroll(wrong, info, stacked_frames=True)
   message = codec.pb.Unroll.FromString(sent)
   message.frame_history.shape[1] = 83
-  with pytest.raises(codec.DecodeError, match=r"frame_history: expected uint8\[3, 84, 2\] \+ "
-                     r"\[K-1\] with 2 <= K <= 64, got uint8\[3, 83, 2, 3\]"):
+  with pytest.raises(
+    codec.DecodeError,
+    match=r"frame_history: expected uint8\[3, 84, 2\] \+ "
+    r"\[K-1\] with 2 <= K <= 64, got uint8\[3, 83, 2, 3\]",
+  ):
     codec.decode_unroll(message.SerializeToString())
 
 
@@ -109,8 +120,9 @@ class _TimeLimited(dm_env.Environment):
   def step(self, action):
     self._t += 1
     observation = np.full(2, self._t, np.float32)
-    return (dm_env.truncation(1.0, observation) if self._t == 2
-            else dm_env.transition(0.5, observation))
+    return (
+      dm_env.truncation(1.0, observation) if self._t == 2 else dm_env.transition(0.5, observation)
+    )
 
   def observation_spec(self):
     return dm_env.specs.Array((2,), np.float32)
@@ -147,8 +159,13 @@ def test_catch_port_steps_like_bsuite():
       pytest.fail(message)
     pytest.skip(message)
   actions = np.random.default_rng(0).integers(0, 3, 200).tolist()
-  done = subprocess.run([BSUITE_PYTHON, "-c", BSUITE_CATCH, json.dumps(actions)],
-                        capture_output=True, text=True, timeout=120, check=True)
+  done = subprocess.run(
+    [BSUITE_PYTHON, "-c", BSUITE_CATCH, json.dumps(actions)],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=True,
+  )
   env, ours = catch.Catch(seed=3), []
   for action in [None] + actions:
     step = env.reset() if action is None else env.step(action)

@@ -12,19 +12,26 @@ from impala import specs
 from impala.actor import Session
 from impala.learner import Learner
 from impala.transport import codec
+from impala.transport import payload as payload_lib
 from impala.transport.proto import impala_pb2 as pb
 
 pytestmark = pytest.mark.slow  # over 10,000 cases: a long property test, not a fast layer
 
 EXAMPLES = 3_400  # per strategy: over 10,000 messages in all
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
+SETTINGS = settings(
+  max_examples=EXAMPLES,
+  deadline=None,
+  derandomize=True,
+  database=None,
+  suppress_health_check=list(HealthCheck),
+)
 
 
 @pytest.fixture(scope="module")
 def target():
   """(learner, valid serialized unrolls, outcomes seen); the learner never waits on its queue."""
   from impala.config import Config
+
   config = Config(num_envs=3, unroll_length=4, batch_size=2, queue_size=4)
   learner = Learner(config)
   actor = Session(config)
@@ -68,9 +75,17 @@ def test_random_bytes(target, raw):
   ingest(target, raw)
 
 
-DTYPES = sorted(codec.ALLOWED_DTYPES) + ["float128", "object", "<U4", "", "V8", "int32 "]
-FIELDS = ("observations", "terminated", "truncated", "actions", "rewards", "behaviour_logits",
-          "episode_returns", "episode_lengths")
+DTYPES = sorted(payload_lib.ALLOWED_DTYPES) + ["float128", "object", "<U4", "", "V8", "int32 "]
+FIELDS = (
+  "observations",
+  "terminated",
+  "truncated",
+  "actions",
+  "rewards",
+  "behaviour_logits",
+  "episode_returns",
+  "episode_lengths",
+)
 
 
 @SETTINGS
@@ -84,8 +99,11 @@ def test_valid_messages_with_one_tensor_description_changed(target, data):
     tensor.dtype = data.draw(st.sampled_from(DTYPES))
   elif change == "shape":
     tensor.ClearField("shape")
-    tensor.shape.extend(data.draw(st.lists(
-        st.one_of(st.integers(-2, 8), st.integers(-2**63, 2**63 - 1)), max_size=10)))
+    tensor.shape.extend(
+      data.draw(
+        st.lists(st.one_of(st.integers(-2, 8), st.integers(-(2**63), 2**63 - 1)), max_size=10)
+      )
+    )
   elif change == "offset":
     tensor.offset = data.draw(st.one_of(st.integers(0, 2048), st.integers(0, 2**64 - 1)))
   else:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from impala import specs, testing
-from impala.learner import intake, registry
+from impala.learner import intake, registry, snapshot
 
 SPEC = testing.cartpole_spec(unroll_length=5, num_envs=4)
 
@@ -38,7 +38,11 @@ def test_resends_are_dropped_per_incarnation_and_everything_is_counted():
     unrolls.enqueue(unroll._replace(actions=unroll.actions + 2), first._replace(sequence=1))
   counts, returns, lengths = unrolls.counts()
   assert (counts.received, counts.accepted, counts.duplicates, counts.rejected) == (
-      4, 2, 1, {"action_out_of_range": 1})
+    4,
+    2,
+    1,
+    {"action_out_of_range": 1},
+  )
   assert counts.by_actor == {"a": 2} and counts.episodes == 4
   assert returns == [3, 4, 3, 4] and lengths == [3, 4, 3, 4] and seen == ["a"] * 3
 
@@ -54,8 +58,9 @@ def test_a_full_queue_holds_an_upload_until_it_is_abandoned():
     return not unrolls.closed.is_set()
 
   outcome = []
-  sender = threading.Thread(target=lambda: outcome.append(
-      unrolls.enqueue(unroll, testing.info(sequence=1), keep_waiting)))
+  sender = threading.Thread(
+    target=lambda: outcome.append(unrolls.enqueue(unroll, testing.info(sequence=1), keep_waiting))
+  )
   sender.start()
   assert waiting.wait(timeout=10)  # it waits for room: the backpressure on its actor
   unrolls.close()
@@ -84,4 +89,4 @@ def test_the_spec_declares_every_field_once():
   wrong = testing.random_unroll(spec)._replace(core_state=())
   with pytest.raises(specs.InvalidUnroll, match=r"core_state: expected 2 float32\[2, 8\]"):
     spec.check(wrong)
-  assert np.isnan(intake.mean([]))
+  assert np.isnan(snapshot.mean([]))

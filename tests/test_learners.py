@@ -14,10 +14,24 @@ def start_learners(ports: list[int], *args: str, own_args=((), ())) -> list:
   """Learners 0 and 1 of one job on `ports` (learner 0's is the actors' address), with
   `args`, and `own_args[i]` for learner i only."""
   coordinator = free_port()
-  return [start("learner_server.py", "--num-learners", "2", "--learner-index", str(i),
-                "--coordinator-address", f"127.0.0.1:{coordinator}",
-                "--port", str(ports[i]), "--advertise-address", f"127.0.0.1:{ports[i]}",
-                *args, *own_args[i]) for i in range(2)]
+  return [
+    start(
+      "learner_server.py",
+      "--num-learners",
+      "2",
+      "--learner-index",
+      str(i),
+      "--coordinator-address",
+      f"127.0.0.1:{coordinator}",
+      "--port",
+      str(ports[i]),
+      "--advertise-address",
+      f"127.0.0.1:{ports[i]}",
+      *args,
+      *own_args[i],
+    )
+    for i in range(2)
+  ]
 
 
 def summaries(learners, timeout: float) -> list[dict]:
@@ -28,10 +42,11 @@ def summaries(learners, timeout: float) -> list[dict]:
 
 def test_two_learners_reach_the_cartpole_target_with_equal_parameters():
   ports = [free_port(), free_port()]
-  learners = start_learners(ports, "--seed", "0", "--stop-at-return", "475",
-                            "--max-seconds", "240")
-  actors = [start("actor_client.py", GRPC_HOST=f"127.0.0.1:{ports[0]}",
-                  IMPALA_ACTOR_ID=f"actor-{i}") for i in range(4)]
+  learners = start_learners(ports, "--seed", "0", "--stop-at-return", "475", "--max-seconds", "240")
+  actors = [
+    start("actor_client.py", GRPC_HOST=f"127.0.0.1:{ports[0]}", IMPALA_ACTOR_ID=f"actor-{i}")
+    for i in range(4)
+  ]
   try:
     first, second = summaries(learners, timeout=300)
   finally:
@@ -41,11 +56,15 @@ def test_two_learners_reach_the_cartpole_target_with_equal_parameters():
   # The gradients were all-reduced at every update: the same parameters, bit for bit.
   assert first["params_sha256"] == second["params_sha256"]
   assert (first["version"], first["updates"], first["frames"]) == (
-      second["version"], second["updates"], second["frames"])
+    second["version"],
+    second["updates"],
+    second["frames"],
+  )
   # Learner 0 sent every other actor (in the order they came) to learner 1: two each.
   assert len(first["unrolls_by_actor"]) == len(second["unrolls_by_actor"]) == 2
   assert set(first["unrolls_by_actor"]) | set(second["unrolls_by_actor"]) == {
-      f"actor-{i}" for i in range(4)}
+    f"actor-{i}" for i in range(4)
+  }
 
 
 def test_both_resume_from_learner_0s_checkpoint_and_stop_together_on_sigterm(tmp_path):

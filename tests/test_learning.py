@@ -53,14 +53,18 @@ def test_sgd_step_over_the_mesh_is_the_plain_update_and_none_without_a_batch():
 
   def run(weight: float):
     control = algorithms.Control(weight, 12.0, 3.0, 0.0, 1.0).row()
-    return sgd_step(distributed.replicate(mesh, state), distributed.shard_batch(mesh, unroll),
-                    distributed.per_device(mesh, control))
+    return sgd_step(
+      distributed.replicate(mesh, state),
+      distributed.shard_batch(mesh, unroll),
+      distributed.per_device(mesh, control),
+    )
 
   new, got_metrics, totals = run(1.0)
   for x, y in zip(jax.tree.leaves(distributed.local(new.params)), jax.tree.leaves(expected)):
     np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
-  np.testing.assert_allclose(float(distributed.local(got_metrics)["loss"]), float(metrics["loss"]),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    float(distributed.local(got_metrics)["loss"]), float(metrics["loss"]), rtol=1e-6
+  )
   np.testing.assert_array_equal(distributed.local(totals), [1.0, 12.0, 3.0, 0.0, 1.0])
   unchanged, _, totals = run(0.0)  # no learner brought a batch: the state stays as it was
   for x, y in zip(jax.tree.leaves(distributed.local(unchanged)), jax.tree.leaves(state)):
@@ -97,10 +101,14 @@ print(totals_one.tolist(), totals_two.tolist())
 @pytest.mark.slow
 def test_a_learner_on_two_devices_splits_its_batch_and_makes_the_same_update():
   # As on a machine with several GPUs; XLA makes two CPU devices (in a fresh process).
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
-  done = subprocess.run([sys.executable, "-c", TWO_DEVICES], env=env, capture_output=True,
-                        text=True, timeout=120)
+  env = dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]),
+  )
+  done = subprocess.run(
+    [sys.executable, "-c", TWO_DEVICES], env=env, capture_output=True, text=True, timeout=120
+  )
   assert done.returncode == 0, done.stderr[-2000:]
   devices, difference = done.stdout.splitlines()[0].split()
   assert devices == "2" and float(difference) < 1e-6, done.stdout

@@ -17,24 +17,34 @@ def fake_unroll(params, obs, first, state):
 
 def make_batch(rewards, terminated=None, truncated=None, behaviour_logits=None, actions=None):
   t = len(rewards)
+
   def flags(x):
     return np.array(x if x is not None else [False] * (t + 1), bool)[:, None]
+
   return specs.Unroll(
-      observations=np.zeros((t + 1, 1, 1), np.float32),
-      terminated=flags(terminated), truncated=flags(truncated),
-      actions=np.array(actions if actions is not None else [0] * t, np.int32)[:, None],
-      rewards=np.array(rewards, np.float32)[:, None],
-      behaviour_logits=(np.zeros((t, 1, 2), np.float32) if behaviour_logits is None
-                        else np.array(behaviour_logits, np.float32)[:, None]),
-      core_state=())
+    observations=np.zeros((t + 1, 1, 1), np.float32),
+    terminated=flags(terminated),
+    truncated=flags(truncated),
+    actions=np.array(actions if actions is not None else [0] * t, np.int32)[:, None],
+    rewards=np.array(rewards, np.float32)[:, None],
+    behaviour_logits=(
+      np.zeros((t, 1, 2), np.float32)
+      if behaviour_logits is None
+      else np.array(behaviour_logits, np.float32)[:, None]
+    ),
+    core_state=(),
+  )
 
 
 def loss_parts(values, batch, logits=None, **kw):
   t = batch.rewards.shape[0]
-  params = {"value": jnp.array(values, jnp.float32)[:, None],
-            "logits": jnp.zeros((t + 1, 1, 2)) if logits is None else jnp.array(logits)[:, None]}
-  loss_fn = losses.impala_loss(fake_unroll, discount=GAMMA, baseline_cost=1.0, entropy_cost=0.0,
-                               **kw)
+  params = {
+    "value": jnp.array(values, jnp.float32)[:, None],
+    "logits": jnp.zeros((t + 1, 1, 2)) if logits is None else jnp.array(logits)[:, None],
+  }
+  loss_fn = losses.impala_loss(
+    fake_unroll, discount=GAMMA, baseline_cost=1.0, entropy_cost=0.0, **kw
+  )
   (_, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params, batch)
   return metrics, grads
 
@@ -105,12 +115,13 @@ def test_a3c_ignores_behaviour_logits_and_takes_n_step_returns():
   stale = make_batch([1.0, 1.0, 1.0], behaviour_logits=[[-3.0, 3.0]] * 3, actions=[1, 1, 1])
   a3c, a3c_grads = loss_parts(values, stale, logits=logits, on_policy=True)
   reference, reference_grads = loss_parts(
-      values, make_batch([1.0, 1.0, 1.0], behaviour_logits=logits[:3], actions=[1, 1, 1]),
-      logits=logits)
+    values,
+    make_batch([1.0, 1.0, 1.0], behaviour_logits=logits[:3], actions=[1, 1, 1]),
+    logits=logits,
+  )
   np.testing.assert_allclose(a3c["mean_rho"], 1.0, rtol=1e-6)
   for name in ("baseline_loss", "policy_loss", "loss"):
     np.testing.assert_allclose(a3c[name], reference[name], rtol=1e-6)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), a3c_grads,
-               reference_grads)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), a3c_grads, reference_grads)
   off_policy, _ = loss_parts(values, stale, logits=logits)
   assert not np.isclose(off_policy["policy_loss"], a3c["policy_loss"])

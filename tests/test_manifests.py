@@ -25,26 +25,34 @@ def manifest() -> list[dict]:
 
 # kustomization folder -> what it is; the ones under deploy/ read ../../impala.yml, which
 # kustomize allows only with --load-restrictor LoadRestrictionsNone.
-OVERLAYS = {".": "local images", "deploy/learners": "several learners",
-            "deploy/gke": "Google Kubernetes Engine"}
+OVERLAYS = {
+  ".": "local images",
+  "deploy/learners": "several learners",
+  "deploy/gke": "Google Kubernetes Engine",
+}
 
 
 def rendered_overlay(folder: str = ".") -> str:
-  result = run(require_tool("kubectl"), "kustomize", "--load-restrictor",
-               "LoadRestrictionsNone", folder)
+  result = run(
+    require_tool("kubectl"), "kustomize", "--load-restrictor", "LoadRestrictionsNone", folder
+  )
   assert result.returncode == 0, result.stderr
   return result.stdout
 
 
 def rendered(folder: str) -> dict[tuple[str, str], dict]:
   """(kind, name) -> document of the rendered overlay."""
-  return {(d["kind"], d["metadata"]["name"]): d
-          for d in yaml.safe_load_all(rendered_overlay(folder))}
+  return {
+    (d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered_overlay(folder))
+  }
 
 
 def pod_specs(docs: list[dict]) -> dict[str, dict]:
-  return {d["metadata"]["name"]: d["spec"]["template"]["spec"]
-          for d in docs if d["kind"] in ("Deployment", "StatefulSet")}
+  return {
+    d["metadata"]["name"]: d["spec"]["template"]["spec"]
+    for d in docs
+    if d["kind"] in ("Deployment", "StatefulSet")
+  }
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +69,14 @@ def overlay_files(tmp_path_factory) -> list[str]:
 
 
 def test_kubernetes_validate_strict_on_manifest_and_overlays(overlay_files):
-  result = run(require_tool("kubernetes-validate"), "--strict", "-k", KUBERNETES_VERSION,
-               "impala.yml", *overlay_files)
+  result = run(
+    require_tool("kubernetes-validate"),
+    "--strict",
+    "-k",
+    KUBERNETES_VERSION,
+    "impala.yml",
+    *overlay_files,
+  )
   assert result.returncode == 0, result.stdout + result.stderr
   documents = sum(len(list(yaml.safe_load_all(open(f)))) for f in overlay_files)
   assert result.stdout.count("passed") == len(manifest()) + documents
@@ -70,8 +84,13 @@ def test_kubernetes_validate_strict_on_manifest_and_overlays(overlay_files):
 
 def test_checkov_reports_no_failed_check(overlay_files):
   files = ["impala.yml", *overlay_files, *DOCKERFILES]
-  result = run(require_tool("checkov"), "--compact", "--quiet", "--skip-download",
-               *[arg for f in files for arg in ("-f", f)])
+  result = run(
+    require_tool("checkov"),
+    "--compact",
+    "--quiet",
+    "--skip-download",
+    *[arg for f in files for arg in ("-f", f)],
+  )
   assert result.returncode == 0, result.stdout + result.stderr
   assert "Failed checks: 0" in result.stdout and "Passed checks" in result.stdout
 
@@ -90,8 +109,10 @@ def test_hadolint_passes_on_both_dockerfiles():
 def test_local_overlay_uses_local_images_never_pulled():
   docs = list(yaml.safe_load_all(rendered_overlay()))
   containers = [c for spec in pod_specs(docs).values() for c in spec["containers"]]
-  assert {c["image"] for c in containers} == {"localhost/impala-learner:0.1.0",
-                                              "localhost/impala-actor:0.1.0"}
+  assert {c["image"] for c in containers} == {
+    "localhost/impala-learner:0.1.0",
+    "localhost/impala-actor:0.1.0",
+  }
   assert {c["imagePullPolicy"] for c in containers} == {"Never"}
 
 
@@ -133,7 +154,9 @@ def test_learner_probes_service_and_network_policy_agree_on_the_ports():
   assert service["selector"] == policy["podSelector"]["matchLabels"]
   assert [p["port"] for p in policy["ingress"][0]["ports"]] == [port]
   actor_labels = docs[("Deployment", "impala-actors")]["spec"]["template"]["metadata"]["labels"]
-  assert policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"].items() <= actor_labels.items()
+  assert (
+    policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"].items() <= actor_labels.items()
+  )
   # Kubernetes waits longer than the learner needs to stop after SIGTERM.
   assert learner["terminationGracePeriodSeconds"] > 30
 
@@ -176,18 +199,24 @@ def test_learners_overlay_is_a_statefulset_of_k_learners_that_find_learner_0():
   container = learners["template"]["spec"]["containers"][0]
   ports = {p["name"]: p["containerPort"] for p in container["ports"]}
   assert settings["IMPALA_COORDINATOR_ADDRESS"] == (
-      f"impala-learner-0.{learners['serviceName']}:{ports['coordinator']}")
+    f"impala-learner-0.{learners['serviceName']}:{ports['coordinator']}"
+  )
   env = {e["name"]: e for e in container["env"]}
   assert env["IMPALA_LEARNER_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
-      "metadata.labels['apps.kubernetes.io/pod-index']")
+    "metadata.labels['apps.kubernetes.io/pod-index']"
+  )
   assert env["IMPALA_ADVERTISE_ADDRESS"]["value"] == (
-      f"$(POD_NAME).{learners['serviceName']}:{ports['grpc']}")
+    f"$(POD_NAME).{learners['serviceName']}:{ports['grpc']}"
+  )
   assert [v["metadata"]["name"] for v in learners["volumeClaimTemplates"]] == ["checkpoints"]
   # Actors, unchanged, are given learner 0 alone (which assigns them to the learners).
-  assert docs[("Service", "impala-learner")]["spec"]["selector"][
-      "statefulset.kubernetes.io/pod-name"] == "impala-learner-0"
+  assert (
+    docs[("Service", "impala-learner")]["spec"]["selector"]["statefulset.kubernetes.io/pod-name"]
+    == "impala-learner-0"
+  )
   assert docs[("Deployment", "impala-actors")] == next(
-      d for d in manifest() if d["metadata"]["name"] == "impala-actors")
+    d for d in manifest() if d["metadata"]["name"] == "impala-actors"
+  )
   policy = docs[("NetworkPolicy", "impala-learner")]["spec"]["ingress"]
   assert {"from": [{"podSelector": {"matchLabels": learners["selector"]["matchLabels"]}}]} in policy
 

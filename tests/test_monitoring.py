@@ -28,8 +28,11 @@ def scrape(port: int) -> dict:
   """{sample name with labels: value} of http://127.0.0.1:port/metrics, parsed by prometheus-client."""
   with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
     text = response.read().decode()
-  return {(s.name, tuple(sorted(s.labels.items()))): s.value
-          for family in text_string_to_metric_families(text) for s in family.samples}
+  return {
+    (s.name, tuple(sorted(s.labels.items()))): s.value
+    for family in text_string_to_metric_families(text)
+    for s in family.samples
+  }
 
 
 def value(samples: dict, name: str, **labels) -> float:
@@ -44,10 +47,31 @@ def run(tmp_path_factory):
   d = tmp_path_factory.mktemp("run")
   metrics_port = free_port()
   proc = subprocess.Popen(
-      [sys.executable, "learner_server.py", "--local-actors", "2", "--stop-at-return", "490",
-       "--max-seconds", "150", "--port", str(free_port()), "--metrics-port", str(metrics_port),
-       "--logdir", str(d / "logs"), "--checkpoint-dir", str(d / "checkpoints"),
-       "--log-every", "0.5"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    [
+      sys.executable,
+      "learner_server.py",
+      "--local-actors",
+      "2",
+      "--stop-at-return",
+      "490",
+      "--max-seconds",
+      "150",
+      "--port",
+      str(free_port()),
+      "--metrics-port",
+      str(metrics_port),
+      "--logdir",
+      str(d / "logs"),
+      "--checkpoint-dir",
+      str(d / "checkpoints"),
+      "--log-every",
+      "0.5",
+    ],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   scrapes, lines = [], []
   try:
     for line in proc.stderr:
@@ -59,8 +83,9 @@ def run(tmp_path_factory):
   finally:
     proc.kill()
   assert proc.returncode == 0, "".join(lines[-20:])
-  return dict(dir=d, scrapes=scrapes, summary=json.loads(stdout.strip().splitlines()[-1]),
-              stderr=lines)
+  return dict(
+    dir=d, scrapes=scrapes, summary=json.loads(stdout.strip().splitlines()[-1]), stderr=lines
+  )
 
 
 @pytest.mark.slow
@@ -71,8 +96,13 @@ def test_learner_metrics_exist_and_move(run):
   assert value(second, "impala_accepted_total") > 0
   assert value(second, "impala_received_total") >= value(second, "impala_accepted_total")
   assert value(second, "impala_actors_connected") == 2
-  for gauge in ("impala_return_mean_100", "impala_learner_return_mean_100", "impala_policy_lag",
-                "impala_queue_depth", "impala_version"):
+  for gauge in (
+    "impala_return_mean_100",
+    "impala_learner_return_mean_100",
+    "impala_policy_lag",
+    "impala_queue_depth",
+    "impala_version",
+  ):
     assert (gauge, ()) in second, gauge
   seen = [k for k in second if k[0] == "impala_actor_last_seen_timestamp_seconds"]
   assert {dict(labels)["actor"] for _, labels in seen} == {"local-0", "local-1"}
@@ -86,8 +116,14 @@ def test_learner_metrics_exist_and_move(run):
 def test_summary_progress_record_and_metrics_name_every_counter_alike(tmp_path):
   """One run of the learner program in this process: its final summary, its last
   progress.jsonl record and a /metrics scrape taken after it stopped render one snapshot."""
-  config = Config(local_actors=2, port=0, metrics_port=free_port(), logdir=str(tmp_path),
-                  max_frames=100_000, log_every=0.5)
+  config = Config(
+    local_actors=2,
+    port=0,
+    metrics_port=free_port(),
+    logdir=str(tmp_path),
+    max_frames=100_000,
+    log_every=0.5,
+  )
   with contextlib.ExitStack() as resources:
     summary, status = program.train(config, time.monotonic(), resources)
     scraped = scrape(config.metrics_port)
@@ -113,6 +149,7 @@ def test_console_rewrites_one_line_on_a_terminal():
   class Terminal(io.StringIO):
     def isatty(self):
       return True
+
   screen = Terminal()
   console = progress.Console(screen)
   console.show("first")
@@ -124,6 +161,7 @@ def test_console_rewrites_one_line_on_a_terminal():
 @pytest.mark.slow
 def test_tensorboard_events_hold_the_scalars(run):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
   events = EventAccumulator(str(run["dir"] / "logs"))
   events.Reload()
   assert set(progress.SCALARS.values()) <= set(events.Tags()["scalars"])
@@ -145,7 +183,8 @@ def test_plot_writes_a_png_of_the_requested_size(run, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_evaluation_of_the_trained_checkpoint_reaches_475_and_a_fresh_one_does_not(
-    run, tmp_path, capsys):
+  run, tmp_path, capsys
+):
   """Evaluation uses the moving average of the parameters (see `run` for the figures)."""
   assert evaluate.main([str(run["dir"] / "checkpoints"), "--episodes", "50"]) == 0
   trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -163,8 +202,9 @@ def test_evaluation_of_the_trained_checkpoint_reaches_475_and_a_fresh_one_does_n
 def test_evaluation_records_a_video_when_asked(run, tmp_path, capsys):
   pytest.importorskip("moviepy")  # requirements-dev.txt has it; users install it to record
   video = tmp_path / "video"
-  assert evaluate.main([str(run["dir"] / "checkpoints"), "--episodes", "2",
-                        "--video", str(video)]) == 0
+  assert (
+    evaluate.main([str(run["dir"] / "checkpoints"), "--episodes", "2", "--video", str(video)]) == 0
+  )
   result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   files = list(video.glob("*.mp4"))
   assert len(files) == 1 and files[0].stat().st_size > 1000 and result["video_return"] > 0
@@ -174,7 +214,10 @@ def test_evaluate_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
   with pytest.raises(SystemExit) as e:
     evaluate.main([str(tmp_path)])
   assert e.value.code == 2
-  assert capsys.readouterr().err.strip() == f"evaluate: error: no readable checkpoint at {str(tmp_path)!r}"
+  assert (
+    capsys.readouterr().err.strip()
+    == f"evaluate: error: no readable checkpoint at {str(tmp_path)!r}"
+  )
 
 
 def test_actor_metrics(learner_server):
@@ -198,9 +241,15 @@ def test_actor_metrics(learner_server):
 def test_a_metrics_port_in_use_is_a_one_line_error(capsys):
   taken = metrics.serve(metrics.ActorCollector(Session(Config())), 0, "127.0.0.1")
   try:
-    assert actor_program.main(["--metrics-port", str(taken.port), "--grpc-host",
-                               "127.0.0.1:1"]) == 2
+    assert (
+      actor_program.main(["--metrics-port", str(taken.port), "--grpc-host", "127.0.0.1:1"]) == 2
+    )
   finally:
     taken.close()
-  assert capsys.readouterr().err.strip().startswith(
-      f"actor_client.py: error: bad value for --metrics-port: cannot listen on {taken.port} (")
+  assert (
+    capsys.readouterr()
+    .err.strip()
+    .startswith(
+      f"actor_client.py: error: bad value for --metrics-port: cannot listen on {taken.port} ("
+    )
+  )

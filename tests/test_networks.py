@@ -7,9 +7,13 @@ import pytest
 from impala import networks
 
 T, B, A = 3, 2, 5
-CASES = [("mlp", (4,), np.float32, 0), ("mlp", (4,), np.float32, 8),
-         ("shallow", (84, 84, 4), np.uint8, 0), ("deep", (84, 84, 4), np.uint8, 0),
-         ("deep", (84, 84, 4), np.uint8, 16)]
+CASES = [
+  ("mlp", (4,), np.float32, 0),
+  ("mlp", (4,), np.float32, 8),
+  ("shallow", (84, 84, 4), np.uint8, 0),
+  ("deep", (84, 84, 4), np.uint8, 0),
+  ("deep", (84, 84, 4), np.uint8, 16),
+]
 
 
 @pytest.mark.parametrize("torso,shape,dtype,lstm", CASES)
@@ -17,8 +21,9 @@ def test_shapes_and_step_matches_unroll(torso, shape, dtype, lstm):
   net = networks.make(torso, (16, 16), lstm, shape, A)
   params = net.init(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
-  obs = (rng.integers(0, 255, (T, B) + shape) if dtype == np.uint8
-         else rng.normal(size=(T, B) + shape)).astype(dtype)
+  obs = (
+    rng.integers(0, 255, (T, B) + shape) if dtype == np.uint8 else rng.normal(size=(T, B) + shape)
+  ).astype(dtype)
   first = np.array([[True, True], [False, True], [False, False]])
   out = net.unroll(params, obs, first, net.initial_state(B))
   assert out.logits.shape == (T, B, A) and out.value.shape == (T, B)

@@ -26,8 +26,9 @@ def test_actors_killed_mid_stream_do_not_disturb_the_learner_or_other_actors():
     read_until(learner, "actor steady connected")
     updates = []
     for round_ in range(5):
-      victim = start("actor_client.py", GRPC_HOST=f"localhost:{port}",
-                     IMPALA_ACTOR_ID=f"victim-{round_}")
+      victim = start(
+        "actor_client.py", GRPC_HOST=f"localhost:{port}", IMPALA_ACTOR_ID=f"victim-{round_}"
+      )
       victims.append(victim)
       read_until(learner, f"actor victim-{round_} connected")
       read_until(learner, r"actors 2 ")  # a progress line while both stream
@@ -42,8 +43,13 @@ def test_actors_killed_mid_stream_do_not_disturb_the_learner_or_other_actors():
     assert "Traceback" not in stderr and "Exception" not in stderr, stderr[-3000:]
     summary = json.loads(stdout.strip().splitlines()[-1])
     unrolls = summary
-    assert unrolls["received"] == (unrolls["accepted"] + unrolls["duplicates"] + unrolls["stale"]
-                                   + sum(unrolls["rejected"].values()) + unrolls["abandoned"])
+    assert unrolls["received"] == (
+      unrolls["accepted"]
+      + unrolls["duplicates"]
+      + unrolls["stale"]
+      + sum(unrolls["rejected"].values())
+      + unrolls["abandoned"]
+    )
     assert unrolls["rejected"] == {} and summary["unrolls_by_actor"]["steady"] > 0
   finally:
     stop_all(learner, steady, *victims)
@@ -60,17 +66,34 @@ def test_learner_killed_and_restarted_resumes_and_its_actors_come_back(tmp_path)
   folder; the same two actor processes serve all four learners, the last of which
   trains on to the CartPole target."""
   port = str(free_port())
-  common = ["--port", port, "--checkpoint-dir", str(tmp_path), "--checkpoint-every", "1",
-            "--log-every", "0.5", "--seed", "3"]
-  actors = [start("actor_client.py", GRPC_HOST=f"localhost:{port}", IMPALA_ACTOR_ID=f"a{i}")
-            for i in range(2)]
+  common = [
+    "--port",
+    port,
+    "--checkpoint-dir",
+    str(tmp_path),
+    "--checkpoint-every",
+    "1",
+    "--log-every",
+    "0.5",
+    "--seed",
+    "3",
+  ]
+  actors = [
+    start("actor_client.py", GRPC_HOST=f"localhost:{port}", IMPALA_ACTOR_ID=f"a{i}")
+    for i in range(2)
+  ]
   learners, saved, reconnect_seconds = [], 0, []
   try:
     for cycle in range(4):
       started = time.monotonic()
       last = cycle == 3
-      learners.append(start("learner_server.py", *common,
-                            *(["--stop-at-return", "475", "--max-seconds", "150"] if last else [])))
+      learners.append(
+        start(
+          "learner_server.py",
+          *common,
+          *(["--stop-at-return", "475", "--max-seconds", "150"] if last else []),
+        )
+      )
       learner = learners[-1]
       if cycle:
         resumed = read_until(learner, r"resumed from .*: update ([\d,]+)").group(1)
@@ -102,8 +125,17 @@ def test_learner_killed_and_restarted_resumes_and_its_actors_come_back(tmp_path)
 
 
 def test_sigterm_writes_a_final_checkpoint_and_exits_0(tmp_path):
-  learner = start("learner_server.py", "--port", str(free_port()), "--local-actors", "1",
-                  "--checkpoint-dir", str(tmp_path), "--log-every", "0.5")
+  learner = start(
+    "learner_server.py",
+    "--port",
+    str(free_port()),
+    "--local-actors",
+    "1",
+    "--checkpoint-dir",
+    str(tmp_path),
+    "--log-every",
+    "0.5",
+  )
   try:
     read_until(learner, r"updates\s+[1-9]")
     learner.send_signal(signal.SIGTERM)
@@ -130,9 +162,19 @@ def test_32_synthetic_actors_at_full_speed_counters_add_up_and_memory_stays_flat
   load = None
   try:
     read_until(learner, "learner serving on port")
-    load = subprocess.Popen([sys.executable, "-m", "benchmarks.synthetic_actors",
-                             f"localhost:{port}", str(streams), str(seconds)],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    load = subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "benchmarks.synthetic_actors",
+        f"localhost:{port}",
+        str(streams),
+        str(seconds),
+      ],
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      text=True,
+    )
     for _ in range(5):  # warmed up: five progress lines with every stream being served
       read_until(learner, rf"actors {streams} ")
     warm = resident_bytes(learner.pid)
@@ -145,10 +187,20 @@ def test_32_synthetic_actors_at_full_speed_counters_add_up_and_memory_stays_flat
   assert [r["error"] for r in results] == [None] * streams
   assert all(r["sent"] == r["answered"] > 0 for r in results)  # every unroll was answered
   unrolls = json.loads(stdout.strip().splitlines()[-1])
-  assert unrolls["received"] == sum(r["sent"] for r in results) == (
-      unrolls["accepted"] + unrolls["duplicates"] + unrolls["stale"]
-      + sum(unrolls["rejected"].values()) + unrolls["abandoned"])
+  assert (
+    unrolls["received"]
+    == sum(r["sent"] for r in results)
+    == (
+      unrolls["accepted"]
+      + unrolls["duplicates"]
+      + unrolls["stale"]
+      + sum(unrolls["rejected"].values())
+      + unrolls["abandoned"]
+    )
+  )
   assert unrolls["duplicates"] == 0 and unrolls["rejected"] == {}
   assert abs(final - warm) <= 0.2 * warm, (warm, final)
-  print(f"load: {streams} streams, {seconds} s, {unrolls['accepted'] / seconds:.0f} unrolls/s; "
-        f"learner RSS {warm / 2**20:.0f} MiB after warm-up, {final / 2**20:.0f} MiB at the end")
+  print(
+    f"load: {streams} streams, {seconds} s, {unrolls['accepted'] / seconds:.0f} unrolls/s; "
+    f"learner RSS {warm / 2**20:.0f} MiB after warm-up, {final / 2**20:.0f} MiB at the end"
+  )

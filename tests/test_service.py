@@ -30,7 +30,10 @@ def test_hello_hands_out_the_run_config(learner_server, small_config):
   setup, config = client.hello("actor-x")
   assert setup.run_id == learner.run_id and setup.actor_index == 0
   assert (config.num_envs, config.unroll_length, config.env_id) == (
-      small_config.num_envs, small_config.unroll_length, "CartPole-v1")
+    small_config.num_envs,
+    small_config.unroll_length,
+    "CartPole-v1",
+  )
   again, _ = client.hello("actor-x")
   other, _ = client.hello("actor-y")
   assert again.actor_index == 0 and again.seed == setup.seed  # stable across reconnects
@@ -45,8 +48,9 @@ def test_protocol_mismatch_is_failed_precondition(learner_server):
     client.hello("actor-x", protocol_version=codec.PROTOCOL_VERSION + 1)
   assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
   assert e.value.details() == (
-      f"protocol version mismatch: actor speaks protocol {codec.PROTOCOL_VERSION + 1}, "
-      f"learner speaks protocol {codec.PROTOCOL_VERSION}")
+    f"protocol version mismatch: actor speaks protocol {codec.PROTOCOL_VERSION + 1}, "
+    f"learner speaks protocol {codec.PROTOCOL_VERSION}"
+  )
   client.close()
 
 
@@ -92,14 +96,21 @@ def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_ser
   wrong_shape = codec.encode_unroll(unroll._replace(actions=unroll.actions[:-1]), info)
   bad_action = codec.encode_unroll(unroll._replace(actions=unroll.actions + 5), info)
   nan_reward = codec.encode_unroll(unroll._replace(rewards=unroll.rewards * np.nan), info)
-  wrong_dtype = codec.encode_unroll(unroll._replace(rewards=unroll.rewards.astype(np.float64)), info)
-  cases = [(short.SerializeToString(), f"rewards: float32[5, 4] at offset {short.rewards.offset} "
-            f"ends at byte {len(short.payload) + 4}, past the payload ({len(short.payload)} bytes)"),
-           (b"\x0b", "malformed message: wire type 3"),
-           (wrong_shape, "actions: expected int32[5, 4], got int32[4, 4]"),
-           (bad_action, "actions: out of range [0, 2)"),
-           (nan_reward, "rewards: contains NaN or infinity"),
-           (wrong_dtype, "rewards: expected float32[5, 4], got float64[5, 4]")]
+  wrong_dtype = codec.encode_unroll(
+    unroll._replace(rewards=unroll.rewards.astype(np.float64)), info
+  )
+  cases = [
+    (
+      short.SerializeToString(),
+      f"rewards: float32[5, 4] at offset {short.rewards.offset} "
+      f"ends at byte {len(short.payload) + 4}, past the payload ({len(short.payload)} bytes)",
+    ),
+    (b"\x0b", "malformed message: wire type 3"),
+    (wrong_shape, "actions: expected int32[5, 4], got int32[4, 4]"),
+    (bad_action, "actions: out of range [0, 2)"),
+    (nan_reward, "rewards: contains NaN or infinity"),
+    (wrong_dtype, "rewards: expected float32[5, 4], got float64[5, 4]"),
+  ]
   for message, details in cases:
     with pytest.raises(grpc.RpcError) as e:
       upload(port, good, message, good)  # the stream ends at the bad one
@@ -108,8 +119,13 @@ def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_ser
   assert len(upload(port, good, good)) == 2  # still serving: one reply per unroll
   # `good` is one unroll sent 8 times: taken once, then answered but dropped as a resend.
   assert learner.snapshot().accounting() == dict(
-      received=14, accepted=1, duplicates=7, stale=0, abandoned=0,
-      rejected=dict(malformed=2, wrong_shape=2, action_out_of_range=1, not_finite=1))
+    received=14,
+    accepted=1,
+    duplicates=7,
+    stale=0,
+    abandoned=0,
+    rejected=dict(malformed=2, wrong_shape=2, action_out_of_range=1, not_finite=1),
+  )
 
 
 def test_empty_and_oversize_uploads_get_precise_errors(small_config):
@@ -132,7 +148,8 @@ def test_empty_and_oversize_uploads_get_precise_errors(small_config):
 
 
 def test_a_resent_unroll_is_counted_once_and_a_restarted_actor_starts_afresh(
-    learner_server, small_config):
+  learner_server, small_config
+):
   learner, port = learner_server
   actor = Session(small_config)
   actor.prepare(small_config)

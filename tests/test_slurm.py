@@ -67,31 +67,62 @@ def slurm(tmp_path_factory):
     (directory / sub).mkdir()
   host = socket.gethostname().split(".")[0]
   conf = directory / "slurm.conf"
-  conf.write_text(CONF.format(host=host, dir=directory, cpus=os.cpu_count(),
-                              ctld_port=free_port(), d_port=free_port()))
+  conf.write_text(
+    CONF.format(
+      host=host, dir=directory, cpus=os.cpu_count(), ctld_port=free_port(), d_port=free_port()
+    )
+  )
   env = dict(os.environ, SLURM_CONF=str(conf))
   started = []
   try:
     if not _munge_works():
       if not pathlib.Path("/etc/munge/munge.key").exists():
         subprocess.run(["mungekey", "--create"], check=True)
-      subprocess.run("mkdir -p /run/munge && chown -R munge:munge /etc/munge /var/lib/munge "
-                     "/var/log/munge /run/munge", shell=True, check=True)
+      subprocess.run(
+        "mkdir -p /run/munge && chown -R munge:munge /etc/munge /var/lib/munge "
+        "/var/log/munge /run/munge",
+        shell=True,
+        check=True,
+      )
       # setpriv drops to munge, not Popen(user=...): that makes Python fork() instead of
       # vfork(), and gRPC's fork handlers then restart its poller in the child, which
       # aborts when the child closes the poller's descriptors (seen in CI: munged never ran).
       log = directory / "munged.log"
       with open(log, "wb") as out:
-        started.append(subprocess.Popen(
-            ["setpriv", "--reuid=munge", "--regid=munge", "--init-groups",
-             "/usr/sbin/munged", "--foreground"], stdout=out, stderr=subprocess.STDOUT))
+        started.append(
+          subprocess.Popen(
+            [
+              "setpriv",
+              "--reuid=munge",
+              "--regid=munge",
+              "--init-groups",
+              "/usr/sbin/munged",
+              "--foreground",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+          )
+        )
       _wait_until(_munge_works, 20, lambda: f"munged did not start: {log.read_text()!r}")
     for daemon in ("slurmctld", "slurmd"):
-      started.append(subprocess.Popen([daemon, "-D", "-f", str(conf)], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    _wait_until(lambda: "idle" in subprocess.run(
-        ["sinfo", "--noheader", "--format=%t"], env=env, capture_output=True, text=True).stdout,
-        60, f"the node did not come up; see {directory}/slurmctld.log")
+      started.append(
+        subprocess.Popen(
+          [daemon, "-D", "-f", str(conf)],
+          env=env,
+          stdout=subprocess.DEVNULL,
+          stderr=subprocess.DEVNULL,
+        )
+      )
+    _wait_until(
+      lambda: (
+        "idle"
+        in subprocess.run(
+          ["sinfo", "--noheader", "--format=%t"], env=env, capture_output=True, text=True
+        ).stdout
+      ),
+      60,
+      f"the node did not come up; see {directory}/slurmctld.log",
+    )
     yield env
   finally:
     for process in reversed(started):
@@ -104,26 +135,50 @@ def slurm(tmp_path_factory):
 
 
 def job_field(env, job: str, name: str) -> str:
-  shown = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True,
-                         text=True, check=True).stdout
+  shown = subprocess.run(
+    ["scontrol", "show", "job", job], env=env, capture_output=True, text=True, check=True
+  ).stdout
   return re.search(rf"\b{name}=(\S+)", shown).group(1)
 
 
 def test_sbatch_runs_two_learners_and_two_actors_to_a_clean_end(slurm, tmp_path):
   logs = tmp_path / "logs"
-  env = dict(slurm, LEARNERS="2", PYTHON=sys.executable, LOGS=str(logs),
-             PORT=str(free_port()), COORDINATOR_PORT=str(free_port()))
+  env = dict(
+    slurm,
+    LEARNERS="2",
+    PYTHON=sys.executable,
+    LOGS=str(logs),
+    PORT=str(free_port()),
+    COORDINATOR_PORT=str(free_port()),
+  )
   submitted = subprocess.run(
-      ["sbatch", "--parsable", "--ntasks=4", "--overcommit", "--time=6",
-       f"--output={tmp_path}/job.out", "slurm/impala.sbatch",
-       "--max-frames", "260000", "--log-every", "2"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    [
+      "sbatch",
+      "--parsable",
+      "--ntasks=4",
+      "--overcommit",
+      "--time=6",
+      f"--output={tmp_path}/job.out",
+      "slurm/impala.sbatch",
+      "--max-frames",
+      "260000",
+      "--log-every",
+      "2",
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=30,
+  )
   assert submitted.returncode == 0, submitted.stderr
   job = submitted.stdout.strip().split(";")[0]
   try:
-    _wait_until(lambda: job_field(env, job, "JobState") not in ("PENDING", "RUNNING",
-                                                                "COMPLETING"),
-                330, f"job {job} still running")
+    _wait_until(
+      lambda: job_field(env, job, "JobState") not in ("PENDING", "RUNNING", "COMPLETING"),
+      330,
+      f"job {job} still running",
+    )
   except TimeoutError:
     subprocess.run(["scancel", job], env=env)
     raise
@@ -148,24 +203,57 @@ def test_sbatch_runs_two_learners_and_two_actors_to_a_clean_end(slurm, tmp_path)
 
 def test_scancel_stops_the_learners_together_with_a_checkpoint(slurm, tmp_path):
   logs, checkpoints = tmp_path / "logs", tmp_path / "checkpoints"
-  env = dict(slurm, LEARNERS="2", PYTHON=sys.executable, LOGS=str(logs),
-             PORT=str(free_port()), COORDINATOR_PORT=str(free_port()))
-  job = subprocess.run(
-      ["sbatch", "--parsable", "--ntasks=3", "--overcommit", "--time=6",
-       f"--output={tmp_path}/job.out", "slurm/impala.sbatch", "--log-every", "1",
-       "--checkpoint-dir", str(checkpoints)],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=True
-  ).stdout.strip().split(";")[0]
+  env = dict(
+    slurm,
+    LEARNERS="2",
+    PYTHON=sys.executable,
+    LOGS=str(logs),
+    PORT=str(free_port()),
+    COORDINATOR_PORT=str(free_port()),
+  )
+  job = (
+    subprocess.run(
+      [
+        "sbatch",
+        "--parsable",
+        "--ntasks=3",
+        "--overcommit",
+        "--time=6",
+        f"--output={tmp_path}/job.out",
+        "slurm/impala.sbatch",
+        "--log-every",
+        "1",
+        "--checkpoint-dir",
+        str(checkpoints),
+      ],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=30,
+      check=True,
+    )
+    .stdout.strip()
+    .split(";")[0]
+  )
   try:
     learner_1 = logs / f"impala-{job}-learner-1.err"
-    _wait_until(lambda: learner_1.exists() and "updates" in learner_1.read_text(), 180,
-                "learner 1 made no progress")
+    _wait_until(
+      lambda: learner_1.exists() and "updates" in learner_1.read_text(),
+      180,
+      "learner 1 made no progress",
+    )
   finally:
     subprocess.run(["scancel", job], env=env, check=True)
-  _wait_until(lambda: job_field(env, job, "JobState") not in ("RUNNING", "COMPLETING"), 60,
-              f"job {job} did not end")
-  summaries = [json.loads((logs / f"impala-{job}-learner-{i}.out").read_text().splitlines()[-1])
-               for i in range(2)]
+  _wait_until(
+    lambda: job_field(env, job, "JobState") not in ("RUNNING", "COMPLETING"),
+    60,
+    f"job {job} did not end",
+  )
+  summaries = [
+    json.loads((logs / f"impala-{job}-learner-{i}.out").read_text().splitlines()[-1])
+    for i in range(2)
+  ]
   assert [s["stop_reason"] for s in summaries] == ["terminated", "terminated"]
   assert summaries[0]["version"] == summaries[1]["version"]
   assert summaries[0]["checkpoint"].startswith(str(checkpoints))  # learner 0 writes them

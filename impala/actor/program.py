@@ -12,7 +12,7 @@ import threading
 import grpc
 
 from impala import config as config_lib
-from impala import metrics
+from impala import flags, metrics
 from impala.actor.session import Session, log
 from impala.transport.client import LearnerClient
 
@@ -23,6 +23,7 @@ def _die_with_parent():
   if not parent or not sys.platform.startswith("linux"):
     return
   import ctypes
+
   pr_set_pdeathsig = 1
   ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
   if os.getppid() != int(parent):  # the parent died before prctl took effect
@@ -31,7 +32,7 @@ def _die_with_parent():
 
 def main(argv=None) -> int:
   try:
-    config = config_lib.from_args(argv, description="IMPALA actor (gRPC client).")
+    config = flags.from_args(argv, description="IMPALA actor (gRPC client).")
     LearnerClient(config).close()  # reads the token and TLS files: a bad path fails here
     session = Session(config)
     if config.metrics_port:
@@ -48,8 +49,10 @@ def main(argv=None) -> int:
   try:
     session.run(stop)
   except grpc.RpcError as e:
-    print(f"actor_client.py: error: learner {config.grpc_host} refused: "
-          f"{e.code().name}: {e.details()}", file=sys.stderr)
+    print(
+      f"actor_client.py: error: learner {config.grpc_host} refused: {e.code().name}: {e.details()}",
+      file=sys.stderr,
+    )
     return 1
   return 0
 

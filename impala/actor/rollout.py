@@ -46,15 +46,15 @@ class Rollout:
     self.rng = jax.random.PRNGKey(config.seed)
     n = config.num_envs
     self.obs, _ = self.envs.reset(seed=config.seed)
-    self.done = np.zeros(n, bool)         # the current observation ends its episode
-    self.first = np.ones(n, bool)         # the current observation starts an episode
+    self.done = np.zeros(n, bool)  # the current observation ends its episode
+    self.first = np.ones(n, bool)  # the current observation starts an episode
     self.terminated = np.zeros(n, bool)
     self.truncated = np.zeros(n, bool)
     self.core_state = self.network.initial_state(n)
     self.episode_return = np.zeros(n, np.float32)
     self.episode_length = np.zeros(n, np.int32)
     self.frames = 0
-    self.env_seconds = 0.0        # stepping the environments
+    self.env_seconds = 0.0  # stepping the environments
     self.inference_seconds = 0.0  # in the policy, until its actions are on the host
 
   def unroll(self, params) -> tuple[specs.Unroll, np.ndarray, np.ndarray]:
@@ -67,26 +67,33 @@ class Rollout:
     """
     out = self.spec.empty()
     # The state the network uses at obs_0: zero where obs_0 starts an episode.
-    core_state = tuple(np.where(self.first[:, None], 0.0, s).astype(np.float32)
-                       for s in self.core_state)
+    core_state = tuple(
+      np.where(self.first[:, None], 0.0, s).astype(np.float32) for s in self.core_state
+    )
     returns, lengths = [], []
 
     out.observations[0], out.terminated[0], out.truncated[0] = (
-        self.obs, self.terminated, self.truncated)
+      self.obs,
+      self.terminated,
+      self.truncated,
+    )
     clock = time.perf_counter
     for t in range(self.spec.unroll_length):
       started = clock()
       self.rng, action, step_logits, self.core_state = self.policy(
-          params, self.rng, self.obs, self.first, self.core_state)
+        params, self.rng, self.obs, self.first, self.core_state
+      )
       out.actions[t] = action
       out.behaviour_logits[t] = step_logits
       stepped = clock()
-      self.obs, out.rewards[t], self.terminated, self.truncated, _ = self.envs.step(
-          out.actions[t])
+      self.obs, out.rewards[t], self.terminated, self.truncated, _ = self.envs.step(out.actions[t])
       self.inference_seconds += stepped - started
       self.env_seconds += clock() - stepped
       out.observations[t + 1], out.terminated[t + 1], out.truncated[t + 1] = (
-          self.obs, self.terminated, self.truncated)
+        self.obs,
+        self.terminated,
+        self.truncated,
+      )
       # A step taken from a final observation is the reset step: no reward, no length.
       self.episode_return += out.rewards[t]
       self.episode_length += ~self.done
@@ -99,6 +106,8 @@ class Rollout:
         self.episode_length[self.done] = 0
 
     self.frames += self.spec.unroll_length * self.spec.num_envs
-    return (out._replace(core_state=core_state),
-            np.concatenate(returns) if returns else np.zeros(0, np.float32),
-            np.concatenate(lengths) if lengths else np.zeros(0, np.int32))
+    return (
+      out._replace(core_state=core_state),
+      np.concatenate(returns) if returns else np.zeros(0, np.float32),
+      np.concatenate(lengths) if lengths else np.zeros(0, np.int32),
+    )

@@ -39,7 +39,7 @@ class Backoff:
 
   def next(self) -> float:
     self.attempt += 1
-    return random.uniform(0, min(self.cap, self.first * 2 ** self.attempt))
+    return random.uniform(0, min(self.cap, self.first * 2**self.attempt))
 
   def reset(self):
     self.attempt = 0
@@ -67,28 +67,29 @@ class Session:
     self.rollout = Rollout(run_config)
 
   def counters(self) -> dict:
-    """name -> (description, value), for /metrics."""
+    """What the actor has done so far (see metrics.ACTOR_DOCS)."""
     r = self.rollout
     return dict(
-        frames=("Environment frames stepped.", r.frames if r else 0),
-        unrolls=("Unrolls made.", self.sequence),
-        env_step_seconds=("Time spent stepping the environments.", r.env_seconds if r else 0.0),
-        inference_seconds=("Time spent in the policy (inference).",
-                           r.inference_seconds if r else 0.0),
-        reconnects=("Failed connections to the learner, each retried after a backoff.",
-                    self.reconnects),
-        stalls=("0.1 s waits for a learner that fell behind.", self.stalls))
+      frames=r.frames if r else 0,
+      unrolls=self.sequence,
+      env_step_seconds=r.env_seconds if r else 0.0,
+      inference_seconds=r.inference_seconds if r else 0.0,
+      reconnects=self.reconnects,
+      stalls=self.stalls,
+    )
 
   def unroll(self, params, params_version: int) -> tuple[specs.Unroll, specs.UnrollInfo]:
     """The rollout's next unroll, with what the learner needs to know of it."""
     unroll, returns, lengths = self.rollout.unroll(params)
-    info = specs.UnrollInfo(self.actor_id, self.sequence, params_version, returns, lengths,
-                            self.incarnation)
+    info = specs.UnrollInfo(
+      self.actor_id, self.sequence, params_version, returns, lengths, self.incarnation
+    )
     self.sequence += 1
     return unroll, info
 
-  def encode(self, client: LearnerClient, unroll: specs.Unroll, info: specs.UnrollInfo,
-             params) -> bytes:
+  def encode(
+    self, client: LearnerClient, unroll: specs.Unroll, info: specs.UnrollInfo, params
+  ) -> bytes:
     """What goes to the learner: the unroll, or (A3C) the gradient taken on it with the
     parameters that acted."""
     gradient = self.rollout.gradient
@@ -161,8 +162,12 @@ class Session:
           raise
         delay = backoff.next()
         self.reconnects += 1
-        log.info("learner %s unavailable (%s); retrying in %.1f s", client.config.grpc_host,
-                 e.code().name, delay)
+        log.info(
+          "learner %s unavailable (%s); retrying in %.1f s",
+          client.config.grpc_host,
+          e.code().name,
+          delay,
+        )
         stop.wait(delay)
       finally:
         client.close()

@@ -9,14 +9,13 @@ import queue
 import threading
 from collections.abc import Callable
 
-import numpy as np
-
 from impala import specs
 
 
 @dataclasses.dataclass
 class Counts:
   """What became of the uploads; see snapshot.COUNTERS for how they add up."""
+
   received: int = 0
   accepted: int = 0
   duplicates: int = 0
@@ -43,8 +42,14 @@ class Intake:
   parameters version; `seen(actor_id)` is told of every upload.
   """
 
-  def __init__(self, check: Callable, version: Callable[[], int], seen: Callable[[str], None],
-               queue_size: int, max_policy_lag: int = 0):
+  def __init__(
+    self,
+    check: Callable,
+    version: Callable[[], int],
+    seen: Callable[[str], None],
+    queue_size: int,
+    max_policy_lag: int = 0,
+  ):
     self.queue: queue.Queue = queue.Queue(queue_size)
     self.lock = threading.Lock()
     self.closed = threading.Event()
@@ -55,8 +60,9 @@ class Intake:
     self._returns: collections.deque = collections.deque(maxlen=100)
     self._lengths: collections.deque = collections.deque(maxlen=100)
 
-  def enqueue(self, upload, info: specs.UnrollInfo,
-              keep_waiting: Callable[[], bool] = lambda: True) -> str | None:
+  def enqueue(
+    self, upload, info: specs.UnrollInfo, keep_waiting: Callable[[], bool] = lambda: True
+  ) -> str | None:
     """Checks an upload (a trajectory, or A3C's gradients) and queues it; returns
     "accepted", "duplicate" (taken before: dropped) or "stale" (dropped), or None when
     it was abandoned.
@@ -126,14 +132,11 @@ class Intake:
     """A copy of the counts, with the last 100 episode returns and lengths."""
     with self.lock:
       c = self._counts
-      counts = dataclasses.replace(c, rejected=collections.Counter(c.rejected),
-                                   by_actor=collections.Counter(c.by_actor))
+      counts = dataclasses.replace(
+        c, rejected=collections.Counter(c.rejected), by_actor=collections.Counter(c.by_actor)
+      )
       return counts, list(self._returns), list(self._lengths)
 
   def close(self):
     """Abandons waiting uploads; the learner is stopping."""
     self.closed.set()
-
-
-def mean(values: list) -> float:
-  return float(np.mean(values)) if values else float("nan")

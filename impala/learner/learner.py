@@ -9,7 +9,6 @@ nothing of gRPC (transport/server.py adapts it), so it can be tested in-process.
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import uuid
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from impala import algorithms, checkpoint, distributed, environments, networks, specs
 from impala.config import Config, ConfigError
-from impala.learner import batcher, intake, registry
+from impala.learner import batcher, intake, registry, snapshot
 from impala.learner.snapshot import Snapshot
 
 # With several learners: seconds a learner waits for a batch of its own before it takes
@@ -42,13 +41,15 @@ class Learner:
     self.mesh = distributed.make_mesh()
     self.algorithm = algorithm or algorithms.make(config, self.network, self.spec, self.mesh)
     self.run_id = uuid.uuid4().hex[:12]
-    self.restored_from = None  # path of the checkpoint this learner resumed from
     self.lock = threading.Lock()
-    self._version, self._updates, self._frames = 1, 0, 0  # actors start at version 0
     state = self.algorithm.init(self.network.init(jax.random.PRNGKey(config.seed)))
-    if config.checkpoint_dir and self.index == 0:
-      state = self._restore(state)
-    counters = np.array([self._updates, self._frames, self._version], np.int64)
+    # restored_from: the checkpoint this learner resumed from. Actors start at version 0.
+    self.restored_from, state, counters = (
+      _restore(config, state)
+      if (config.checkpoint_dir and self.index == 0)
+      else (None, state, (0, 0, 1))
+    )
+    counters = np.array(counters, np.int64)
     state, counters = distributed.from_learner_0((jax.device_get(state), counters.view(np.uint8)))
     self._updates, self._frames, self._version = counters.view(np.int64).tolist()
     self._state = distributed.replicate(self.mesh, state)
@@ -56,13 +57,20 @@ class Learner:
     self._placeholder = None
     self._host_params = (0, None)  # (version, numpy params), fetched on demand
     self._policy_lag, self._metrics, self._totals = 0.0, {}, algorithms.Control()
-    self._frames_per_input = (config.unroll_length * config.num_envs
-                              * self.algorithm.unrolls_per_update)
+    self._frames_per_input = (
+      config.unroll_length * config.num_envs * self.algorithm.unrolls_per_update
+    )
     self.actors = registry.ActorRegistry(self.index, self.num_learners, config.seed)
-    self.intake = intake.Intake(self.algorithm.check, lambda: self._version, self.actors.seen,
-                                config.queue_size, config.max_policy_lag)
-    self._batcher = batcher.Batcher(self.intake.queue, self.algorithm.assemble,
-                                    self.algorithm.unrolls_per_update)
+    self.intake = intake.Intake(
+      self.algorithm.check,
+      lambda: self._version,
+      self.actors.seen,
+      config.queue_size,
+      config.max_policy_lag,
+    )
+    self._batcher = batcher.Batcher(
+      self.intake.queue, self.algorithm.assemble, self.algorithm.unrolls_per_update
+    )
 
   @property
   def version(self) -> int:
@@ -90,29 +98,27 @@ class Learner:
     return fetched
 
   def compile(self):
-    """Compiles the update ahead of the first input (run it while actors start); with
-    several learners, all compile together."""
+    """Compiles the update ahead of the first input (several learners: all together)."""
     self._placeholder = self.algorithm.placeholder()
     control = distributed.per_device(self.mesh, algorithms.Control().row())
     jax.block_until_ready(self.algorithm.update(self._state, self._placeholder, control))
 
-  def step(self, timeout: float = 0.1, terminate: bool = False, out_of_time: bool = False
-           ) -> bool:
+  def step(self, timeout: float = 0.1, terminate: bool = False, out_of_time: bool = False) -> bool:
     """Runs one update; returns whether it did. `terminate` and `out_of_time` are this
     learner's votes to stop; `votes()` then holds what all learners brought.
 
     Alone, a learner updates when an input is ready within `timeout` s. Several learners
-    update together: each takes part in every update, with an empty share when it got
-    no input within SYNC_PATIENCE s (or votes to stop), so a learner whose actors are
-    gone neither blocks the others nor misses a vote. An update with no input at all
-    changes nothing.
+    update together, each with an empty share when it got no input within SYNC_PATIENCE
+    s (or votes to stop): one whose actors are gone neither blocks the others nor misses
+    a vote. An update with no input at all changes nothing.
     """
     alone = self.num_learners == 1
     wait = timeout if alone else 0.0 if terminate or out_of_time else SYNC_PATIENCE
     batch, infos = self._batcher.next(wait)
     returns = self.intake.returns()
-    votes = algorithms.Control(float(batch is not None), float(sum(returns)),
-                               float(len(returns)), float(terminate), float(out_of_time))
+    votes = algorithms.Control(
+      batch is not None, sum(returns), len(returns), terminate, out_of_time
+    )
     if alone and batch is None:
       self._totals = votes
       return False
@@ -123,7 +129,8 @@ class Learner:
       if batch is None:
         batch = self._placeholder or self.algorithm.placeholder()
       state, metrics, totals = self.algorithm.update(
-          self._state, batch, distributed.per_device(self.mesh, votes.row()))
+        self._state, batch, distributed.per_device(self.mesh, votes.row())
+      )
       totals = algorithms.Control.of_row(distributed.local(totals))
     brought = round(totals.weight)
     with self.lock:
@@ -144,35 +151,12 @@ class Learner:
   def snapshot(self, metrics: bool = False) -> Snapshot:
     """The learner's figures now; with `metrics`, the newest update's too (which waits
     for that update to finish)."""
-    counts, returns, lengths = self.intake.counts()
     with self.lock:
-      version, frames, updates = self._version, self._frames, self._updates
-      lag, totals, newest = self._policy_lag, self._totals, self._metrics
+      newest = self._metrics
+      mark = dict(version=self._version, frames=self._frames, updates=self._updates)
+      mark.update(policy_lag=self._policy_lag, votes=self._totals)
     values = {k: float(v) for k, v in distributed.local(newest).items()} if metrics else {}
-    count = int(totals.return_count)
-    return Snapshot(
-        learner=self.index, learners=self.num_learners, version=version, frames=frames,
-        updates=updates, episodes=counts.episodes, received=counts.received,
-        accepted=counts.accepted, duplicates=counts.duplicates, stale=counts.stale,
-        rejected=dict(counts.rejected), abandoned=counts.abandoned,
-        unauthenticated=counts.unauthenticated,
-        return_mean_100=totals.return_sum / count if count else math.nan,
-        episodes_in_mean=count, learner_return_mean_100=intake.mean(returns),
-        length_mean_100=intake.mean(lengths), policy_lag=lag,
-        queue_depth=self.intake.queue.qsize(), actors_connected=self.actors.connected(),
-        unrolls_by_actor=dict(counts.by_actor), actor_last_seen=self.actors.last_seen(),
-        metrics=values)
-
-  # --- Checkpoints ------------------------------------------------------------------
-
-  def _restore(self, state: algorithms.TrainingState) -> algorithms.TrainingState:
-    restored = checkpoint.restore_latest(self.config.checkpoint_dir, state)
-    if restored is None:
-      return state
-    self.restored_from, state, record = restored
-    self._updates, self._frames, self._version = (record["updates"], record["frames"],
-                                                  record["version"])
-    return state
+    return snapshot.take(self.index, self.num_learners, self.intake, self.actors, values, **mark)
 
   def save_checkpoint(self) -> str:
     """Writes params, optimizer state, counters, version and the run's settings (one
@@ -180,11 +164,17 @@ class Learner:
     state there is."""
     with self.lock:
       state = self._state
-      record = dict(updates=self._updates, frames=self._frames, version=self._version,
-                    seed=self.config.seed, run_id=self.run_id,
-                    config=self.config.run_settings())
-    return checkpoint.save(self.config.checkpoint_dir, distributed.local(state), record,
-                           self.config.keep_checkpoints)
+      record = dict(
+        updates=self._updates,
+        frames=self._frames,
+        version=self._version,
+        seed=self.config.seed,
+        run_id=self.run_id,
+        config=self.config.run_settings(),
+      )
+    return checkpoint.save(
+      self.config.checkpoint_dir, distributed.local(state), record, self.config.keep_checkpoints
+    )
 
   def state(self) -> algorithms.TrainingState:
     """A host copy of the training state."""
@@ -192,20 +182,33 @@ class Learner:
       state = self._state
     return distributed.local(state)
 
-  def params_digest(self) -> str:
-    """SHA-256 of the parameters' bytes: equal on learners that hold equal parameters."""
-    with self.lock:
-      params = self._state.params
-    digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(distributed.local(params)):
-      digest.update(leaf.tobytes())
-    return digest.hexdigest()
+
+def params_digest(params: dict) -> str:
+  """SHA-256 of the parameters' bytes: equal on learners that hold equal parameters."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(params):
+    digest.update(np.asarray(leaf).tobytes())
+  return digest.hexdigest()
+
+
+def _restore(config: Config, state: algorithms.TrainingState) -> tuple:
+  """(path, state, (updates, frames, version)) of the newest checkpoint that fits `state`;
+  (None, state, (0, 0, 1)) when there is none."""
+  restored = checkpoint.restore_latest(config.checkpoint_dir, state)
+  if restored is None:
+    return None, state, (0, 0, 1)
+  path, state, record = restored
+  return path, state, (record["updates"], record["frames"], record["version"])
 
 
 def _check_devices(config: Config):
   if jax.process_count() != config.num_learners:
-    raise ConfigError(f"bad value for --num-learners: {config.num_learners} (the JAX job has "
-                      f"{jax.process_count()} processes)")
+    raise ConfigError(
+      f"bad value for --num-learners: {config.num_learners} (the JAX job has "
+      f"{jax.process_count()} processes)"
+    )
   if (config.num_envs * config.batch_size) % jax.local_device_count():
-    raise ConfigError(f"bad value for --batch-size: {config.batch_size} (num_envs * batch_size "
-                      f"must be a multiple of the {jax.local_device_count()} devices)")
+    raise ConfigError(
+      f"bad value for --batch-size: {config.batch_size} (num_envs * batch_size "
+      f"must be a multiple of the {jax.local_device_count()} devices)"
+    )

@@ -16,9 +16,9 @@ import threading
 import time
 
 from impala import config as config_lib
-from impala import distributed, metrics, progress
+from impala import distributed, flags, metrics, progress
 from impala.learner import batcher
-from impala.learner.learner import Learner
+from impala.learner.learner import Learner, params_digest
 from impala.transport import server
 
 # Seconds between SIGTERM and SIGKILL for local actors.
@@ -29,10 +29,16 @@ def start_local_actors(count: int, port: int) -> list[subprocess.Popen]:
   """Actor processes on this machine, each in its own session (Ctrl-C goes to the learner only)."""
   children = []
   for i in range(count):
-    env = dict(os.environ, GRPC_HOST=f"localhost:{port}", IMPALA_ACTOR_ID=f"local-{i}",
-               IMPALA_PARENT_PID=str(os.getpid()), IMPALA_METRICS_PORT="0")
-    children.append(subprocess.Popen([sys.executable, "-m", "impala.actor"], env=env,
-                                     start_new_session=True))
+    env = dict(
+      os.environ,
+      GRPC_HOST=f"localhost:{port}",
+      IMPALA_ACTOR_ID=f"local-{i}",
+      IMPALA_PARENT_PID=str(os.getpid()),
+      IMPALA_METRICS_PORT="0",
+    )
+    children.append(
+      subprocess.Popen([sys.executable, "-m", "impala.actor"], env=env, start_new_session=True)
+    )
   return children
 
 
@@ -51,16 +57,18 @@ def stop_processes(children: list[subprocess.Popen]):
 
 def report(learner: Learner, elapsed: float, since: tuple, console, run_log) -> tuple:
   """Shows (and logs) the learner's figures; returns the new (time, frames, updates) mark."""
-  record = progress.record(learner.snapshot(metrics=True), elapsed, since,
-                           learner.config.learning_rate)
+  record = progress.record(
+    learner.snapshot(metrics=True), elapsed, since, learner.config.learning_rate
+  )
   console.show(progress.line(record))
   if run_log:
     run_log.write(record)
   return time.monotonic(), record["frames"], record["updates"]
 
 
-def train(config: config_lib.Config, started: float, resources: contextlib.ExitStack
-          ) -> tuple[dict, int]:
+def train(
+  config: config_lib.Config, started: float, resources: contextlib.ExitStack
+) -> tuple[dict, int]:
   """Runs the learner until a stop condition; returns the summary and the exit status.
   What must outlive the run (the /metrics server) is left on `resources`.
 
@@ -73,23 +81,32 @@ def train(config: config_lib.Config, started: float, resources: contextlib.ExitS
   first = learner.snapshot()
   if first.updates:  # several learners: all resume from learner 0's checkpoint
     where = f" from {learner.restored_from}" if learner.restored_from else ""
-    print(f"resumed{where}: update {first.updates:,}, version {first.version}",
-          file=sys.stderr, flush=True)
+    print(
+      f"resumed{where}: update {first.updates:,}, version {first.version}",
+      file=sys.stderr,
+      flush=True,
+    )
   if config.metrics_port:
-    exporter = resources.enter_context(contextlib.closing(
-        metrics.serve(metrics.LearnerCollector(learner), config.metrics_port)))
+    exporter = resources.enter_context(
+      contextlib.closing(metrics.serve(metrics.LearnerCollector(learner), config.metrics_port))
+    )
     print(f"metrics on http://localhost:{exporter.port}/metrics", file=sys.stderr, flush=True)
   grpc_server, port, health = server.create_server(learner, config.port)
   learner.actors.connect_learners(config.advertise_address or f"{socket.getfqdn()}:{port}")
   team = f"learner {learner.index} of {learner.num_learners} " if learner.num_learners > 1 else ""
-  print(f"{team}learner serving on port {port} (run {learner.run_id}); "
-        f"{config.local_actors} local actors", file=sys.stderr, flush=True)
+  print(
+    f"{team}learner serving on port {port} (run {learner.run_id}); "
+    f"{config.local_actors} local actors",
+    file=sys.stderr,
+    flush=True,
+  )
   learner.start()
   children = start_local_actors(config.local_actors, port)
   terminated = threading.Event()  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0
   if threading.current_thread() is threading.main_thread():
-    resources.callback(signal.signal, signal.SIGTERM,
-                       signal.signal(signal.SIGTERM, lambda *_: terminated.set()))
+    resources.callback(
+      signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    )
   console = progress.Console()
   run_log = progress.RunLog(config.logdir) if config.logdir else None
   target = config.stop_at_return
@@ -101,8 +118,10 @@ def train(config: config_lib.Config, started: float, resources: contextlib.ExitS
     last_checkpoint = last_log[0]
     while True:
       elapsed = time.monotonic() - started
-      learner.step(terminate=terminated.is_set(),
-                   out_of_time=bool(config.max_seconds and elapsed >= config.max_seconds))
+      learner.step(
+        terminate=terminated.is_set(),
+        out_of_time=bool(config.max_seconds and elapsed >= config.max_seconds),
+      )
       now = time.monotonic()
       if leader and config.checkpoint_dir and now - last_checkpoint >= config.checkpoint_every:
         learner.save_checkpoint()
@@ -138,25 +157,40 @@ def train(config: config_lib.Config, started: float, resources: contextlib.ExitS
     console.close()
     if run_log:
       run_log.close()
-  return summary(learner.snapshot(), time.monotonic() - started, reason, final_checkpoint,
-                 learner.params_digest()), status
+  return summary(
+    learner.snapshot(),
+    time.monotonic() - started,
+    reason,
+    final_checkpoint,
+    params_digest(learner.state().params),
+  ), status
 
 
 def summary(s, seconds: float, reason: str, checkpoint: str | None, digest: str) -> dict:
   """The run's final JSON line: the snapshot's figures under the snapshot's names."""
-  return dict(learner=s.learner, learners=s.learners, seconds=round(seconds, 2),
-              frames_per_second=round(s.frames / seconds, 1), **s.counters(),
-              rejected=dict(s.rejected), version=s.version, return_mean_100=s.return_mean_100,
-              episodes_in_mean=s.episodes_in_mean, policy_lag=s.policy_lag,
-              reached_target=reason == "stop_at_return", stop_reason=reason,
-              unrolls_by_actor=dict(s.unrolls_by_actor), checkpoint=checkpoint,
-              params_sha256=digest)
+  return dict(
+    learner=s.learner,
+    learners=s.learners,
+    seconds=round(seconds, 2),
+    frames_per_second=round(s.frames / seconds, 1),
+    **s.counters(),
+    rejected=dict(s.rejected),
+    version=s.version,
+    return_mean_100=s.return_mean_100,
+    episodes_in_mean=s.episodes_in_mean,
+    policy_lag=s.policy_lag,
+    reached_target=reason == "stop_at_return",
+    stop_reason=reason,
+    unrolls_by_actor=dict(s.unrolls_by_actor),
+    checkpoint=checkpoint,
+    params_sha256=digest,
+  )
 
 
 def main(argv=None, started: float | None = None) -> int:
   started = time.monotonic() if started is None else started
   try:
-    config = config_lib.from_args(argv, description="IMPALA learner (gRPC server).")
+    config = flags.from_args(argv, description="IMPALA learner (gRPC server).")
     logging.basicConfig(format="%(asctime)s learner %(message)s")
     logging.getLogger("impala").setLevel(logging.INFO)
     batcher.keep_freed_memory()

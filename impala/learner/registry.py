@@ -24,7 +24,7 @@ class ActorRegistry:
     self.index, self.num_learners, self._seed = index, num_learners, seed
     self.lock = threading.Lock()
     self.addresses = [""] if num_learners == 1 else []  # where actors reach each learner
-    self._routes: dict[str, int] = {}   # learner 0: actor id -> the learner it was assigned
+    self._routes: dict[str, int] = {}  # learner 0: actor id -> the learner it was assigned
     self._indices: dict[str, int] = {}
     self._last_seen: dict[str, float] = {}  # actor id -> time.monotonic()
 
@@ -45,8 +45,11 @@ class ActorRegistry:
     if len(self.addresses) < k:
       raise NotReady(f"learner {self.index} is waiting for the other learners to start")
     with self.lock:
-      learner = self._routes.setdefault(actor_id, len(self._routes) % k) if (
-          self.index == 0) else self.index
+      learner = (
+        self._routes.setdefault(actor_id, len(self._routes) % k)
+        if (self.index == 0)
+        else self.index
+      )
       if learner != self.index:
         return -1, 0, self.addresses[learner]
       index = self._indices.setdefault(actor_id, len(self._indices)) * k + self.index

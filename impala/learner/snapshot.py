@@ -7,43 +7,109 @@ benchmarks all render a `Snapshot`; nobody else reads the learner's state.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
+
+import numpy as np
 
 # Counts that only grow (Prometheus: impala_<name>_total). They add up:
 # received = accepted + duplicates + stale + sum(rejected) + abandoned.
-COUNTERS = ("frames", "updates", "episodes", "received", "accepted", "duplicates", "stale",
-            "abandoned", "unauthenticated")
+COUNTERS = (
+  "frames",
+  "updates",
+  "episodes",
+  "received",
+  "accepted",
+  "duplicates",
+  "stale",
+  "abandoned",
+  "unauthenticated",
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
-  learner: int                 # this learner's index
+  learner: int  # this learner's index
   learners: int
-  version: int                 # of the newest parameters; actors start at 0, "nothing yet"
-  frames: int                  # environment steps consumed by updates (all learners)
+  version: int  # of the newest parameters; actors start at 0, "nothing yet"
+  frames: int  # environment steps consumed by updates (all learners)
   updates: int
-  episodes: int                # episodes reported by this learner's actors
-  received: int                # uploads that reached this learner, decodable or not
-  accepted: int                # queued for training
-  duplicates: int              # resent after a reconnect, already taken: dropped
-  stale: int                   # acted by parameters older than --max-policy-lag: dropped
+  episodes: int  # episodes reported by this learner's actors
+  received: int  # uploads that reached this learner, decodable or not
+  accepted: int  # queued for training
+  duplicates: int  # resent after a reconnect, already taken: dropped
+  stale: int  # acted by parameters older than --max-policy-lag: dropped
   rejected: Mapping[str, int]  # reason -> count: malformed or invalid
-  abandoned: int               # the learner stopped, or the actor left, while it waited
-  unauthenticated: int         # calls refused for a missing or wrong token
-  return_mean_100: float       # mean of the last 100 episode returns of every learner
-  episodes_in_mean: int        # how many that mean is over (at most 100 per learner)
+  abandoned: int  # the learner stopped, or the actor left, while it waited
+  unauthenticated: int  # calls refused for a missing or wrong token
+  return_mean_100: float  # mean of the last 100 episode returns of every learner
+  episodes_in_mean: int  # how many that mean is over (at most 100 per learner)
   learner_return_mean_100: float  # the same, of this learner's episodes alone
-  length_mean_100: float       # this learner's last 100 episode lengths
-  policy_lag: float            # mean over the last batch: version - acting version
-  queue_depth: int             # uploads waiting for a batch
-  actors_connected: int        # actors heard from in the last 10 s
-  unrolls_by_actor: Mapping[str, int]     # actor id -> accepted
-  actor_last_seen: Mapping[str, float]    # actor id -> Unix time it was last heard from
+  length_mean_100: float  # this learner's last 100 episode lengths
+  policy_lag: float  # mean over the last batch: version - acting version
+  queue_depth: int  # uploads waiting for a batch
+  actors_connected: int  # actors heard from in the last 10 s
+  unrolls_by_actor: Mapping[str, int]  # actor id -> accepted
+  actor_last_seen: Mapping[str, float]  # actor id -> Unix time it was last heard from
   metrics: Mapping[str, float]  # of the newest update: losses, gradient and param norms
 
   def counters(self) -> dict:
     return {name: getattr(self, name) for name in COUNTERS}
 
   def accounting(self) -> dict:
-    return dict(received=self.received, accepted=self.accepted, duplicates=self.duplicates,
-                stale=self.stale, rejected=dict(self.rejected), abandoned=self.abandoned)
+    return dict(
+      received=self.received,
+      accepted=self.accepted,
+      duplicates=self.duplicates,
+      stale=self.stale,
+      rejected=dict(self.rejected),
+      abandoned=self.abandoned,
+    )
+
+
+def take(
+  learner: int,
+  learners: int,
+  intake,
+  actors,
+  metrics: dict,
+  *,
+  version: int,
+  frames: int,
+  updates: int,
+  policy_lag: float,
+  votes,
+) -> Snapshot:
+  """A Snapshot of a learner's own figures, its intake's (an Intake), its actors' (an
+  ActorRegistry) and `votes`, the Control row summed over learners in the newest update."""
+  counts, returns, lengths = intake.counts()
+  count = int(votes.return_count)
+  return Snapshot(
+    learner=learner,
+    learners=learners,
+    version=version,
+    frames=frames,
+    updates=updates,
+    episodes=counts.episodes,
+    received=counts.received,
+    accepted=counts.accepted,
+    duplicates=counts.duplicates,
+    stale=counts.stale,
+    rejected=dict(counts.rejected),
+    abandoned=counts.abandoned,
+    unauthenticated=counts.unauthenticated,
+    return_mean_100=votes.return_sum / count if count else math.nan,
+    episodes_in_mean=count,
+    learner_return_mean_100=mean(returns),
+    length_mean_100=mean(lengths),
+    policy_lag=policy_lag,
+    queue_depth=intake.queue.qsize(),
+    actors_connected=actors.connected(),
+    unrolls_by_actor=dict(counts.by_actor),
+    actor_last_seen=actors.last_seen(),
+    metrics=metrics,
+  )
+
+
+def mean(values: list) -> float:
+  return float(np.mean(values)) if values else math.nan

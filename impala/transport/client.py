@@ -13,8 +13,14 @@ from impala.transport.credentials import bearer, channel_options, client_credent
 from impala.transport.proto import impala_pb2 as pb
 
 # Codes after which an actor reconnects (and re-handshakes) instead of giving up.
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                       grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN})
+RETRYABLE = frozenset(
+  {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNKNOWN,
+  }
+)
 
 
 class LearnerClient:
@@ -35,18 +41,25 @@ class LearnerClient:
     # Unrolls go out and weights come in as serialized bytes (None: no (de)serializer);
     # codec makes and reads them without protobuf copying the tensors.
     self._hello = self._channel.unary_unary(
-        codec.method("Hello"), pb.HelloRequest.SerializeToString, pb.Setup.FromString)
+      codec.method("Hello"), pb.HelloRequest.SerializeToString, pb.Setup.FromString
+    )
     self._upload = self._channel.stream_stream(
-        codec.method("Upload"), None, pb.UploadReply.FromString)
+      codec.method("Upload"), None, pb.UploadReply.FromString
+    )
     self._weights = self._channel.unary_unary(
-        codec.method("GetWeights"), pb.WeightsRequest.SerializeToString, None)
+      codec.method("GetWeights"), pb.WeightsRequest.SerializeToString, None
+    )
 
-  def hello(self, actor_id: str, protocol_version: int = codec.PROTOCOL_VERSION
-            ) -> tuple[pb.Setup, Config | None]:
+  def hello(
+    self, actor_id: str, protocol_version: int = codec.PROTOCOL_VERSION
+  ) -> tuple[pb.Setup, Config | None]:
     """The learner's setup message and this actor's config derived from it; None for the
     config when the learner sends the actor to `setup.learner_address`."""
-    setup = self._hello(pb.HelloRequest(actor_id=actor_id, protocol_version=protocol_version),
-                        timeout=self.config.rpc_timeout, metadata=self._metadata)
+    setup = self._hello(
+      pb.HelloRequest(actor_id=actor_id, protocol_version=protocol_version),
+      timeout=self.config.rpc_timeout,
+      metadata=self._metadata,
+    )
     if setup.learner_address:
       return setup, None
     return setup, codec.decode_setup(setup, self.config)
@@ -60,8 +73,10 @@ class LearnerClient:
   def weights(self, actor_id: str, have_version: int) -> grpc.Future:
     """A future of the serialized Weights; see `decode_weights`."""
     return self._weights.future(
-        pb.WeightsRequest(actor_id=actor_id, have_version=have_version),
-        timeout=self.config.rpc_timeout, metadata=self._metadata)
+      pb.WeightsRequest(actor_id=actor_id, have_version=have_version),
+      timeout=self.config.rpc_timeout,
+      metadata=self._metadata,
+    )
 
   decode_weights = staticmethod(codec.decode_weights)
 

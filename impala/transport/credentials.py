@@ -11,11 +11,14 @@ from impala.config import Config, read_file
 def channel_options(max_message_bytes: int) -> list:
   """Options of both ends. Upload streams live long and can sit idle while the learner
   is busy: both ends ping every 20 s (and accept pings every 10 s) to notice a dead peer."""
-  return [("grpc.max_send_message_length", max_message_bytes),
-          ("grpc.max_receive_message_length", max_message_bytes),
-          ("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 20_000),
-          ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-          ("grpc.http2.max_pings_without_data", 0)]
+  return [
+    ("grpc.max_send_message_length", max_message_bytes),
+    ("grpc.max_receive_message_length", max_message_bytes),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+  ]
 
 
 def bearer(token: str) -> tuple:
@@ -29,8 +32,10 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
     return None
   client_ca = read_file(config, "tls_client_ca") if config.tls_client_ca else None
   return grpc.ssl_server_credentials(
-      [(read_file(config, "tls_key"), read_file(config, "tls_cert"))],
-      root_certificates=client_ca, require_client_auth=client_ca is not None)
+    [(read_file(config, "tls_key"), read_file(config, "tls_cert"))],
+    root_certificates=client_ca,
+    require_client_auth=client_ca is not None,
+  )
 
 
 def client_credentials(config: Config) -> grpc.ChannelCredentials | None:
@@ -39,6 +44,7 @@ def client_credentials(config: Config) -> grpc.ChannelCredentials | None:
     return None
   client = config.tls_client_cert
   return grpc.ssl_channel_credentials(
-      read_file(config, "tls_ca"),
-      read_file(config, "tls_client_key") if client else None,
-      read_file(config, "tls_client_cert") if client else None)
+    read_file(config, "tls_ca"),
+    read_file(config, "tls_client_key") if client else None,
+    read_file(config, "tls_client_cert") if client else None,
+  )

@@ -42,9 +42,11 @@ class LearnerService:
 
   def Hello(self, request: pb.HelloRequest, context) -> pb.Setup:
     if request.protocol_version != codec.PROTOCOL_VERSION:
-      context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                    f"protocol version mismatch: actor speaks protocol {request.protocol_version}, "
-                    f"learner speaks protocol {codec.PROTOCOL_VERSION}")
+      context.abort(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"protocol version mismatch: actor speaks protocol {request.protocol_version}, "
+        f"learner speaks protocol {codec.PROTOCOL_VERSION}",
+      )
     if not request.actor_id:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must not be empty")
     try:
@@ -53,8 +55,11 @@ class LearnerService:
       context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
     if elsewhere:
       log.info("actor %s sent to learner %s", request.actor_id, elsewhere)
-      return pb.Setup(protocol_version=codec.PROTOCOL_VERSION, run_id=self.learner.run_id,
-                      learner_address=elsewhere)
+      return pb.Setup(
+        protocol_version=codec.PROTOCOL_VERSION,
+        run_id=self.learner.run_id,
+        learner_address=elsewhere,
+      )
     log.info("actor %s connected (index %d)", request.actor_id, index)
     return codec.encode_setup(self.learner.config, self.learner.run_id, index, seed)
 
@@ -137,8 +142,9 @@ def _listen(server: grpc.Server, address: str, port: int, credentials, flag: str
   return bound
 
 
-def create_server(learner: Learner, port: int, address: str = "[::]",
-                  max_workers: int = 256) -> tuple[Servers, int, health.HealthServicer]:
+def create_server(
+  learner: Learner, port: int, address: str = "[::]", max_workers: int = 256
+) -> tuple[Servers, int, health.HealthServicer]:
   """Started servers; returns them, the port bound (useful with port 0) and the health servicer.
 
   Every connected actor's upload stream holds one of the `max_workers` threads.
@@ -148,20 +154,26 @@ def create_server(learner: Learner, port: int, address: str = "[::]",
   token = config.token()
   if not token:
     log.info("no auth token: any client that reaches port %d may upload", port)
-  server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                       options=channel_options(config.max_message_bytes),
-                       interceptors=[TokenCheck(token, learner.intake.count_unauthenticated)] if token else [])
+  server = grpc.server(
+    futures.ThreadPoolExecutor(max_workers=max_workers),
+    options=channel_options(config.max_message_bytes),
+    interceptors=[TokenCheck(token, learner.intake.count_unauthenticated)] if token else [],
+  )
   # None (de)serializers pass bytes through: codec handles unrolls and weights itself.
   handlers = {
-      "Hello": grpc.unary_unary_rpc_method_handler(
-          service.Hello, pb.HelloRequest.FromString, pb.Setup.SerializeToString),
-      "Upload": grpc.stream_stream_rpc_method_handler(
-          service.Upload, None, pb.UploadReply.SerializeToString),
-      "GetWeights": grpc.unary_unary_rpc_method_handler(
-          service.GetWeights, pb.WeightsRequest.FromString, None),
+    "Hello": grpc.unary_unary_rpc_method_handler(
+      service.Hello, pb.HelloRequest.FromString, pb.Setup.SerializeToString
+    ),
+    "Upload": grpc.stream_stream_rpc_method_handler(
+      service.Upload, None, pb.UploadReply.SerializeToString
+    ),
+    "GetWeights": grpc.unary_unary_rpc_method_handler(
+      service.GetWeights, pb.WeightsRequest.FromString, None
+    ),
   }
-  server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(codec.SERVICE_NAME,
-                                                                         handlers)])
+  server.add_generic_rpc_handlers(
+    [grpc.method_handlers_generic_handler(codec.SERVICE_NAME, handlers)]
+  )
   health_servicer = health.HealthServicer()
   health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
   bound = _listen(server, address, port, server_credentials(config), "--port")
