@@ -74,6 +74,13 @@ def stop_all(*procs: subprocess.Popen):
     p.communicate()
 
 
+def assert_accounted(summary: dict):
+  """Every upload a learner's summary counts is accounted for, exactly once."""
+  outcomes = ("accepted", "duplicates", "stale", "abandoned")
+  taken = sum(summary[name] for name in outcomes) + sum(summary["rejected"].values())
+  assert summary["received"] == taken, summary
+
+
 def upload(port: int, *messages: bytes) -> list:
   """Sends serialized unrolls on one Upload stream; returns the replies."""
   with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -10,7 +10,7 @@ import grpc
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, upload
+from conftest import ROOT, assert_accounted, free_port, upload
 
 from impala import losses
 from impala.actor import Session
@@ -146,14 +146,7 @@ def run(*args: str, timeout: float) -> dict:
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
-  counts = result
-  assert counts["received"] == (
-    counts["accepted"]
-    + counts["duplicates"]
-    + counts["stale"]
-    + sum(counts["rejected"].values())
-    + counts["abandoned"]
-  )
+  assert_accounted(result)
   assert len(result["unrolls_by_actor"]) == 2
   return result
 

@@ -29,14 +29,7 @@ def method(name: str) -> str:
 
 # --- Unrolls ----------------------------------------------------------------------------
 
-_UNROLL_FIELDS = (
-  "observations",
-  "terminated",
-  "truncated",
-  "actions",
-  "rewards",
-  "behaviour_logits",
-)
+_UNROLL_FIELDS = specs.Unroll._fields[:-1]  # the tensors; core_state is a repeated field
 
 
 def encode_unroll(
