@@ -141,9 +141,9 @@ def job_field(env, job: str, name: str) -> str:
   return re.search(rf"\b{name}=(\S+)", shown).group(1)
 
 
-def test_sbatch_runs_two_learners_and_two_actors_to_a_clean_end(slurm, tmp_path):
-  logs = tmp_path / "logs"
-  env = dict(
+def job_env(slurm: dict, logs) -> dict:
+  """The environment of a job of 2 learners logging to `logs`, on free ports."""
+  return dict(
     slurm,
     LEARNERS="2",
     PYTHON=sys.executable,
@@ -151,6 +151,11 @@ def test_sbatch_runs_two_learners_and_two_actors_to_a_clean_end(slurm, tmp_path)
     PORT=str(free_port()),
     COORDINATOR_PORT=str(free_port()),
   )
+
+
+def test_sbatch_runs_two_learners_and_two_actors_to_a_clean_end(slurm, tmp_path):
+  logs = tmp_path / "logs"
+  env = job_env(slurm, logs)
   submitted = subprocess.run(
     [
       "sbatch",
@@ -203,14 +208,7 @@ def test_sbatch_runs_two_learners_and_two_actors_to_a_clean_end(slurm, tmp_path)
 
 def test_scancel_stops_the_learners_together_with_a_checkpoint(slurm, tmp_path):
   logs, checkpoints = tmp_path / "logs", tmp_path / "checkpoints"
-  env = dict(
-    slurm,
-    LEARNERS="2",
-    PYTHON=sys.executable,
-    LOGS=str(logs),
-    PORT=str(free_port()),
-    COORDINATOR_PORT=str(free_port()),
-  )
+  env = job_env(slurm, logs)
   job = (
     subprocess.run(
       [
