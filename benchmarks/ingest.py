@@ -46,15 +46,11 @@ def make_unroll(config: Config) -> tuple[specs.Unroll, specs.UnrollInfo]:
   return testing.random_unroll(spec), testing.info("sender")
 
 
-def messages(template: tuple[specs.Unroll, specs.UnrollInfo]):
-  return testing.messages(*template)
-
-
 def stream_sender(
   target: str, template, max_bytes: int, stop, method: str = codec.method("Upload")
 ):
   """Sends unrolls on one upload stream, IN_FLIGHT unanswered at most, until `stop` is set."""
-  new = messages(template)
+  new = testing.messages(*template)
   with grpc.insecure_channel(target, options=credentials.channel_options(max_bytes)) as channel:
     outbox = queue.SimpleQueue()
     for _ in range(IN_FLIGHT):
@@ -65,7 +61,7 @@ def stream_sender(
 
 def unary_sender(target: str, template, max_bytes: int, stop):
   """Sends unrolls in unary calls, IN_FLIGHT outstanding at most, until `stop` is set."""
-  new = messages(template)
+  new = testing.messages(*template)
   with grpc.insecure_channel(target, options=credentials.channel_options(max_bytes)) as channel:
     upload = channel.unary_unary("/bench.Bare/Upload")
     in_flight = []
@@ -76,7 +72,7 @@ def unary_sender(target: str, template, max_bytes: int, stop):
 
 
 def socket_sender(port: int, template, stop):
-  new = messages(template)
+  new = testing.messages(*template)
   with socket.create_connection(("127.0.0.1", port)) as s:
     while not stop.is_set():
       raw = next(new)
@@ -225,7 +221,7 @@ def main():
   for size, config in SIZES.items():
     template = make_unroll(config)
     frames = config.unroll_length * config.num_envs
-    mb = len(next(messages(template))) / 1e6
+    mb = len(next(testing.messages(*template))) / 1e6
     unrolls, batches = grpc_ingest(config, template)
     socket_rate = socket_ingest(template)
     bare_rate = bare_grpc_ingest(template, config.max_message_bytes)

@@ -9,6 +9,7 @@ own unrolls; `apply_step` applies each as it comes. Both updates have one signat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -50,6 +51,10 @@ class Control(NamedTuple):
   return_count: float = 0.0
   terminate: float = 0.0  # its votes to stop
   out_of_time: float = 0.0
+
+  def return_mean(self) -> float:
+    """Mean of the returns the learners brought; NaN when there are none."""
+    return self.return_sum / self.return_count if self.return_count else math.nan
 
   def row(self) -> np.ndarray:
     return np.array(self, np.float32)

@@ -50,15 +50,10 @@ def info(
 
 
 def messages(
-  unroll: specs.Unroll,
-  template: specs.UnrollInfo,
-  actor_id: str = "sender",
-  stacked_frames: bool = False,
+  unroll: specs.Unroll, template: specs.UnrollInfo, actor_id: str = "sender"
 ) -> Iterator[bytes]:
   """Endless serialized uploads of `unroll`, each a new one (the learner drops resends):
   a fresh incarnation and the next sequence number, encoded as an actor does."""
   template = template._replace(actor_id=actor_id, incarnation=random.SystemRandom().getrandbits(64))
   for sequence in itertools.count():
-    yield codec.encode_unroll(
-      unroll, template._replace(sequence=sequence), stacked_frames=stacked_frames
-    )
+    yield codec.encode_unroll(unroll, template._replace(sequence=sequence))

@@ -77,6 +77,11 @@ class Learner:
     """Version of the newest parameters."""
     return self._version
 
+  @property
+  def frames(self) -> int:
+    """Environment frames consumed by updates."""
+    return self._frames
+
   def start(self):
     """Starts assembling inputs from the intake."""
     self._batcher.start()

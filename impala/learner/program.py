@@ -129,13 +129,13 @@ def train(
       if now - last_log[0] >= config.log_every:
         last_log = report(learner, now - started, last_log, console, run_log)
       # Decided on what all learners agreed on in the update (one learner: its own figures).
-      votes, s = learner.votes(), learner.snapshot()
+      votes = learner.votes()
       missed = 1 if not math.isnan(target) else 0  # a cap came before the target return
-      if s.episodes_in_mean >= 100 * learner.num_learners and s.return_mean_100 >= target:
+      if votes.return_count >= 100 * learner.num_learners and votes.return_mean() >= target:
         reason, status = "stop_at_return", 0
       elif votes.terminate:
         reason, status = "terminated", 0
-      elif config.max_frames and s.frames >= config.max_frames:
+      elif config.max_frames and learner.frames >= config.max_frames:
         reason, status = "max_frames", missed
       elif votes.out_of_time:
         reason, status = "max_seconds", missed

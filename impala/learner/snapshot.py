@@ -98,7 +98,7 @@ def take(
     rejected=dict(counts.rejected),
     abandoned=counts.abandoned,
     unauthenticated=counts.unauthenticated,
-    return_mean_100=votes.return_sum / count if count else math.nan,
+    return_mean_100=votes.return_mean(),
     episodes_in_mean=count,
     learner_return_mean_100=mean(returns),
     length_mean_100=mean(lengths),
