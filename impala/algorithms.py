@@ -35,10 +35,29 @@ def initial_state(params: dict, optimizer: optax.GradientTransformation) -> Trai
   return TrainingState(params, optimizer.init(params), params)
 
 
+def unrolls_per_update(config: Config) -> int:
+  """Uploads that make one update's input: a batch of unrolls, or (A3C) one gradient."""
+  return 1 if config.algorithm == "a3c" else config.batch_size
+
+
+def learning_rate(config: Config) -> optax.Schedule:
+  """The learning rate after n updates: constant, or decayed linearly to 0 over
+  --lr-decay-frames (else --max-frames) frames of all learners."""
+  if config.lr_schedule == "constant":
+    return optax.constant_schedule(config.learning_rate)
+  per_update = (
+    config.unroll_length * config.num_envs * unrolls_per_update(config) * config.num_learners
+  )
+  updates = max(1, (config.lr_decay_frames or config.max_frames) // per_update)
+  return optax.linear_schedule(config.learning_rate, 0.0, updates)
+
+
 def make_optimizer(config: Config) -> optax.GradientTransformation:
+  # A constant rate as a number: no step count in the optimizer state.
+  rate = config.learning_rate if config.lr_schedule == "constant" else learning_rate(config)
   return optax.chain(
     optax.clip_by_global_norm(config.max_grad_norm),
-    optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=config.rmsprop_eps),
+    optax.rmsprop(rate, decay=config.rmsprop_decay, eps=config.rmsprop_eps),
   )
 
 
@@ -170,11 +189,11 @@ def impala(
 
   return Algorithm(
     config.algorithm,
-    config.batch_size,
+    unrolls_per_update(config),
     lambda params: initial_state(params, optimizer),
     check,
     lambda unrolls: distributed.shard_batch(mesh, specs.stack(unrolls)),
-    lambda: distributed.shard_batch(mesh, spec.zeros(spec.num_envs * config.batch_size)),
+    lambda: distributed.shard_batch(mesh, spec.zeros(spec.num_envs * unrolls_per_update(config))),
     make_sgd_step(losses.make(config, network.unroll), optimizer, mesh, config.average_decay),
   )
 
@@ -189,7 +208,7 @@ def a3c(config: Config, network: networks.Network, spec: specs.UnrollSpec, mesh:
 
   return Algorithm(
     config.algorithm,
-    1,
+    unrolls_per_update(config),
     lambda params: initial_state(params, optimizer),
     check,
     lambda grads: distributed.replicate(mesh, grads[0]),

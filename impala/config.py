@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
-TORSOS = ("mlp", "shallow", "deep")
+TORSOS = ("mlp", "minatar", "shallow", "deep")
 ALGORITHMS = ("impala", "a3c")
+LR_SCHEDULES = ("constant", "linear")
+PRESETS = tuple(sorted(p.stem for p in (Path(__file__).parent / "presets").glob("*.toml")))
 
 
 class ConfigError(ValueError):
-  """A bad configuration value; the message is one line meant for the user."""
+  """A bad configuration value; the message is one line meant for the user. `setting`
+  names the setting at fault, when there is one, and `allowed` says what it may be."""
+
+  def __init__(self, message: str, setting: str | None = None, allowed: str = ""):
+    super().__init__(message)
+    self.setting, self.allowed = setting, allowed
 
 
 def _field(default, doc: str, **kwargs):
@@ -31,6 +39,13 @@ def _field(default, doc: str, **kwargs):
 @dataclasses.dataclass
 class Config:
   """IMPALA hyperparameters and deployment settings (learner and actor)."""
+
+  preset: str = _field(
+    "",
+    "start from the settings known to work for a family of environments "
+    "(impala/presets/); default: the family of --env-id",
+    choices=PRESETS,
+  )
 
   # Environment.
   env_id: str = _field("CartPole-v1", "gymnasium environment id", run=True)
@@ -59,6 +74,12 @@ class Config:
   )
   discount: float = _field(0.99, "discount factor gamma", run=True)
   learning_rate: float = _field(1e-3, "RMSProp learning rate")
+  lr_schedule: str = _field(
+    "constant",
+    "constant, or linear: decayed to 0 over --lr-decay-frames",
+    choices=LR_SCHEDULES,
+  )
+  lr_decay_frames: int = _field(0, "frames of the linear decay; 0 for --max-frames")
   rmsprop_decay: float = _field(0.99, "RMSProp decay of the squared-gradient average")
   rmsprop_eps: float = _field(0.01, "RMSProp epsilon")
   max_grad_norm: float = _field(40.0, "clip gradients to this global norm")
@@ -197,6 +218,7 @@ def _check(self: Config):
     "max_abs_reward",
     "seed",
     "max_policy_lag",
+    "lr_decay_frames",
   )
   for name in non_negative:
     if not getattr(self, name) >= 0:
@@ -217,6 +239,12 @@ def _check(self: Config):
     _bad("algorithm", self.algorithm, f"allowed: {', '.join(ALGORITHMS)}")
   if self.algorithm == "a3c" and self.num_learners > 1:
     _bad("num_learners", self.num_learners, "a3c runs with one learner")
+  if self.preset and self.preset not in PRESETS:
+    _bad("preset", self.preset, f"allowed: {', '.join(PRESETS)}")
+  if self.lr_schedule not in LR_SCHEDULES:
+    _bad("lr_schedule", self.lr_schedule, f"allowed: {', '.join(LR_SCHEDULES)}")
+  if self.lr_schedule == "linear" and not (self.lr_decay_frames or self.max_frames):
+    _bad("lr_decay_frames", 0, "a linear schedule needs --lr-decay-frames or --max-frames")
   if self.torso not in TORSOS:
     _bad("torso", self.torso, f"allowed: {', '.join(TORSOS)}")
   if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
@@ -265,4 +293,13 @@ def read_file(config: Config, name: str) -> bytes:
 
 
 def _bad(name: str, value: Any, allowed: str):
-  raise ConfigError(f"bad value for --{name.replace('_', '-')}: {value!r} ({allowed})")
+  raise ConfigError(
+    f"bad value for --{name.replace('_', '-')}: {value!r} ({allowed})", name, allowed
+  )
+
+
+def default(field: dataclasses.Field):
+  """The default value of a Config field."""
+  if field.default_factory is not dataclasses.MISSING:
+    return field.default_factory()
+  return field.default

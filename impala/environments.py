@@ -7,7 +7,13 @@
   up to 30 no-ops at reset, a stack of the 4 newest frames) with v5's sticky actions;
   rewards are left as they are (clip them in the loss: --max-abs-reward 1). `env_kwargs`
   go to `ale_py.vector_env.AtariVectorEnv`, e.g. `{"episodic_life": true}`;
-- `bsuite/catch`: bsuite's Catch (dm_env) through an adapter (see catch.py).
+- `bsuite/catch`: bsuite's Catch (dm_env) through an adapter (see catch.py);
+- MinAtar as `MinAtar/<Game>-v1` (the `minatar` package: 10x10xC boolean images, the
+  minimal action set) and POPGym as `popgym-<Name>-v0` (the `popgym` package: memory
+  tasks), registered with gymnasium when first named.
+
+Observations that are not a Box (POPGym's Discrete ones, say) are flattened to float32
+vectors, a Discrete one becoming one-hot.
 
 Environments are batched gymnasium vector environments in NEXT_STEP autoreset mode:
 the step that ends an episode returns its real final observation (terminated or
@@ -47,6 +53,30 @@ ATARI_DEFAULTS = dict(
 )
 
 
+def _register(env_id: str):
+  """Registers the suite that `env_id` belongs to, if it is one gymnasium does not know."""
+  if env_id in gym.registry:
+    return
+  if env_id.startswith("MinAtar/"):
+    import minatar.gym
+
+    minatar.gym.register_envs()
+  elif env_id.startswith("popgym-"):
+    import popgym  # noqa: F401  (registers its environments on import)
+
+
+def _flat(env: gym.Env) -> gym.Env:
+  """`env` with its observations as float32 vectors, unless they are a Box already."""
+  space = env.observation_space
+  if isinstance(space, gym.spaces.Box):
+    return env
+  flat = gym.spaces.flatten_space(space)
+  box = gym.spaces.Box(flat.low, flat.high, flat.shape, np.float32)
+  return gym.wrappers.TransformObservation(
+    env, lambda o: gym.spaces.flatten(space, o).astype(np.float32), box
+  )
+
+
 def make(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vector.VectorEnv:
   """A batch of `num_envs` environments; `reset(seed=...)` them before stepping.
 
@@ -57,6 +87,7 @@ def make(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vect
   atari = ATARI.fullmatch(env_id)
   if atari:
     return _atari(atari.group(1), num_envs, env_kwargs)
+  _register(env_id)
   spec = gym.spec(env_id)
   if spec.vector_entry_point is not None:
     envs = gym.make_vec(
@@ -68,6 +99,7 @@ def make(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vect
       num_envs=num_envs,
       vectorization_mode="sync",
       vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP},
+      wrappers=[_flat],
       **env_kwargs,
     )
   mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)

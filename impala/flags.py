@@ -1,8 +1,10 @@
-"""Command-line flags and environment variables -> the one Config.
+"""Command-line flags, environment variables, a config file and a preset -> the one Config.
 
 Every Config field is a flag `--field-name` and an environment variable
-`IMPALA_FIELD_NAME` (or the name in its metadata, e.g. GRPC_HOST); flags win over the
-environment, which wins over the defaults.
+`IMPALA_FIELD_NAME` (or the name in its metadata, e.g. GRPC_HOST). `--config FILE`
+(`IMPALA_CONFIG`) names a TOML file of settings. Lowest first: Config's defaults, the
+preset (`--preset`, a `preset` key in the file, or else the family of the environment),
+the file, the environment variables, the flags.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from impala import config as config_lib
+from impala import presets
 from impala.config import Config, ConfigError
+
+CONFIG_ENV = "IMPALA_CONFIG"
 
 
 def _parse(field: dataclasses.Field, text: str) -> Any:
   """Turns flag or environment text into the field's type, or raises ConfigError."""
-  kind = type(field.default) if field.default is not dataclasses.MISSING else dict
+  kind = type(config_lib.default(field))
   try:
     if kind is tuple:
       return tuple(int(x) for x in text.split(",") if x.strip())
@@ -48,9 +54,15 @@ class _ArgumentParser(argparse.ArgumentParser):
 def from_args(
   argv: Sequence[str] | None = None, description: str = "", environ: dict | None = None
 ) -> Config:
-  """Builds a Config from defaults, then environment variables, then flags."""
+  """Builds a Config from the layers above; ConfigError names the layer at fault."""
   environ = os.environ if environ is None else environ
   parser = _ArgumentParser(description=description)
+  parser.add_argument(
+    "--config",
+    metavar="FILE",
+    default=environ.get(CONFIG_ENV, ""),
+    help=f"TOML file of settings, e.g. a run's config.toml (env {CONFIG_ENV})",
+  )
   fields = dataclasses.fields(Config)
   for field in fields:
     choices = field.metadata.get("choices")
@@ -59,21 +71,23 @@ def from_args(
       dest=field.name,
       default=None,
       metavar="X",
-      help=f"{field.metadata['doc']} (default: {_default(field)!r}; env {env_name(field)})"
-      + (f"; one of {', '.join(choices)}" if choices else ""),
+      help=f"{field.metadata['doc']} (default: {config_lib.default(field)!r}; "
+      f"env {env_name(field)})" + (f"; one of {', '.join(choices)}" if choices else ""),
     )
   args = parser.parse_args(argv)
-  values = {}
+  given = {}  # environment variables, then flags over them
   for field in fields:
     text = getattr(args, field.name)
     if text is None:
       text = environ.get(env_name(field))
     if text is not None:
-      values[field.name] = _parse(field, text)
-  return Config(**values)
-
-
-def _default(field: dataclasses.Field):
-  if field.default_factory is not dataclasses.MISSING:
-    return field.default_factory()
-  return field.default
+      given[field.name] = _parse(field, text)
+  from_file = presets.read_file(args.config) if args.config else {}
+  env_id = given.get("env_id", from_file.get("env_id", Config.env_id))
+  in_file = from_file.pop("preset", "")
+  preset = given.get("preset") or in_file or presets.family(env_id)
+  base = presets.read(preset)
+  presets.check_layer(f"preset {preset}", {}, base)
+  if from_file:
+    presets.check_layer(args.config, base, from_file)
+  return Config(**{**base, **from_file, **given, "preset": preset})

@@ -1,7 +1,8 @@
 """Actor-critic networks (dm-haiku): a torso, an optional LSTM core, policy and value heads.
 
-Torsos: an MLP for vector observations, and the IMPALA paper's shallow and deep
-(ResNet) torsos for image observations (uint8 pixels are scaled to [0, 1]).
+Torsos: an MLP for vector observations, the MinAtar paper's small convolution for its
+10x10 boolean images, and the IMPALA paper's shallow and deep (ResNet) torsos for Atari
+images (uint8 pixels are scaled to [0, 1]).
 The LSTM core resets its state at the first observation of every episode.
 """
 
@@ -45,6 +46,12 @@ def mlp_torso(hidden_sizes):
   return torso
 
 
+def minatar_torso(x):
+  """Young and Tian 2019 (MinAtar), section 4: one 3x3 convolution, then 128 units."""
+  x = jax.nn.relu(hk.Conv2D(16, 3, stride=1, padding="VALID")(x.astype(jnp.float32)))
+  return jax.nn.relu(hk.Linear(128)(hk.Flatten()(x)))
+
+
 def shallow_torso(x):
   """Espeholt et al. 2018, Figure 3 (left)."""
   x = x.astype(jnp.float32) / 255.0
@@ -71,9 +78,12 @@ def deep_torso(x):
 
 def make(torso: str, hidden_sizes, lstm_size: int, observation_shape, num_actions: int) -> Network:
   """Builds the network for a description (as carried by the handshake)."""
-  torso_fn = {"mlp": mlp_torso(tuple(hidden_sizes)), "shallow": shallow_torso, "deep": deep_torso}[
-    torso
-  ]
+  torso_fn = {
+    "mlp": mlp_torso(tuple(hidden_sizes)),
+    "minatar": minatar_torso,
+    "shallow": shallow_torso,
+    "deep": deep_torso,
+  }[torso]
 
   def heads(x):
     logits = hk.Linear(num_actions, name="policy")(x)

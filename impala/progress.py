@@ -87,12 +87,14 @@ class Console:
 
 
 class RunLog:
-  """TensorBoard events and progress.jsonl in `logdir`."""
+  """TensorBoard events, progress.jsonl and the run's config.toml in `logdir`."""
 
-  def __init__(self, logdir: str):
+  def __init__(self, logdir: str, config_toml: str):
     from tensorboardX import SummaryWriter  # only runs with --logdir need it
 
     os.makedirs(logdir, exist_ok=True)
+    with open(os.path.join(logdir, "config.toml"), "w") as f:
+      f.write(config_toml)
     self._writer = SummaryWriter(logdir)
     self._jsonl = open(os.path.join(logdir, "progress.jsonl"), "a")
 

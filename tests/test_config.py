@@ -32,7 +32,7 @@ def test_flags_override_environment_which_overrides_defaults():
   [
     (["--num-envs", "0"], "bad value for --num-envs: 0 (must be > 0)"),
     (["--num-envs", "many"], "bad value for --num-envs: 'many' (expected int)"),
-    (["--torso", "cnn"], "bad value for --torso: 'cnn' (allowed: mlp, shallow, deep)"),
+    (["--torso", "cnn"], "bad value for --torso: 'cnn' (allowed: mlp, minatar, shallow, deep)"),
     (["--discount", "1.5"], "bad value for --discount: 1.5 (must be in [0, 1])"),
     (["--env-kwargs", "[1]"], "bad value for --env-kwargs: '[1]' (expected a JSON object)"),
     (["--grpc-host", "nohost"], "bad value for --grpc-host: 'nohost' (must be host:port"),

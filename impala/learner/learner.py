@@ -15,7 +15,7 @@ import uuid
 import jax
 import numpy as np
 
-from impala import algorithms, checkpoint, distributed, environments, networks, specs
+from impala import algorithms, checkpoint, distributed, environments, networks, presets, specs
 from impala.config import Config, ConfigError
 from impala.learner import batcher, intake, registry, snapshot
 from impala.learner.snapshot import Snapshot
@@ -128,6 +128,10 @@ class Learner:
       self._totals = votes
       return False
     if alone:  # it agrees with itself: the control row that is on the device will do
+      # One update in flight: JAX would otherwise queue dozens when the learner is the
+      # bottleneck, each a version the actors get only once it is computed (measured on
+      # MinAtar: a policy lag of 60-100 updates instead of 9, at the same update rate).
+      jax.block_until_ready(self._state)
       state, metrics, _ = self.algorithm.update(self._state, batch, self._with_a_batch)
       totals = votes
     else:  # wait for the update, to agree on what comes next
@@ -175,7 +179,7 @@ class Learner:
         version=self._version,
         seed=self.config.seed,
         run_id=self.run_id,
-        config=self.config.run_settings(),
+        config=presets.public(self.config),
       )
     return checkpoint.save(
       self.config.checkpoint_dir, distributed.local(state), record, self.config.keep_checkpoints

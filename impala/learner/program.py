@@ -15,8 +15,8 @@ import sys
 import threading
 import time
 
+from impala import algorithms, distributed, flags, metrics, presets, progress
 from impala import config as config_lib
-from impala import distributed, flags, metrics, progress
 from impala.learner import batcher
 from impala.learner.learner import Learner, params_digest
 from impala.transport import server
@@ -57,9 +57,9 @@ def stop_processes(children: list[subprocess.Popen]):
 
 def report(learner: Learner, elapsed: float, since: tuple, console, run_log) -> tuple:
   """Shows (and logs) the learner's figures; returns the new (time, frames, updates) mark."""
-  record = progress.record(
-    learner.snapshot(metrics=True), elapsed, since, learner.config.learning_rate
-  )
+  snapshot = learner.snapshot(metrics=True)
+  rate = float(algorithms.learning_rate(learner.config)(snapshot.updates))
+  record = progress.record(snapshot, elapsed, since, rate)
   console.show(progress.line(record))
   if run_log:
     run_log.write(record)
@@ -100,6 +100,7 @@ def train(
     file=sys.stderr,
     flush=True,
   )
+  print(f"preset {config.preset or '(none)'}; {presets.describe(config)}", file=sys.stderr)
   learner.start()
   children = start_local_actors(config.local_actors, port)
   terminated = threading.Event()  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0
@@ -108,7 +109,7 @@ def train(
       signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     )
   console = progress.Console()
-  run_log = progress.RunLog(config.logdir) if config.logdir else None
+  run_log = progress.RunLog(config.logdir, presets.to_toml(config)) if config.logdir else None
   target = config.stop_at_return
   reason, status = "interrupted", 130
   last_log = None
