@@ -1,5 +1,6 @@
-"""Runs every benchmark, each in its own process, one after the other (about 8 minutes on
-2 cores): `python -m benchmarks [name ...]`.
+"""Runs the benchmarks, each in its own process, one after the other: `python -m
+benchmarks [name ...]`. Without names, every one but `learning` (about 17 minutes on 2
+cores); `python -m benchmarks learning` runs the learning curves (about an hour).
 
 Prints each benchmark's JSON object on its own line on stdout, then a Markdown table of
 all comparisons on stderr (the table in README.md's Performance section).
@@ -20,7 +21,9 @@ BENCHMARKS = (
   "learners",
   "algorithms",
   "atari",
+  "learning",
 )
+ALL_BUT_LEARNING = BENCHMARKS[:-1]
 
 
 def _number(value: float) -> str:
@@ -49,7 +52,7 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-  names = argv or BENCHMARKS
+  names = argv or ALL_BUT_LEARNING
   unknown = sorted(set(names) - set(BENCHMARKS))
   if unknown:
     print(

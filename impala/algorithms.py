@@ -121,6 +121,8 @@ def make_sgd_step(
   optimizer: optax.GradientTransformation,
   mesh: Mesh,
   average_decay: float = 0.99,
+  epochs: int = 1,
+  minibatches: int = 1,
 ) -> Callable:
   """`sgd_step(state, batch, control) -> (state, metrics, totals)`, jitted over `mesh`.
 
@@ -129,22 +131,43 @@ def make_sgd_step(
   all-reduce), and every device applies that same update to its replica of the state.
   `control` holds each device's Control row; `totals` is their sum over learners. When
   no learner brought a batch the state is left as it is.
+
+  `epochs` passes over the batch, each in `minibatches` parts split along the
+  environments (APPO), take one such step per part; metrics are their mean.
   """
   devices_per_learner = len(mesh.local_devices)
   apply = make_apply(optimizer, average_decay)
 
-  def step(state: TrainingState, batch: specs.Unroll, control: jax.Array):
-    weight = control[0, _WEIGHT]
+  def sgd(state: TrainingState, batch: specs.Unroll, row: jax.Array):
+    weight = row[_WEIGHT]
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
     # One all-reduce of everything, as one vector: each is a round trip between learners.
     contribution = jax.tree.map(lambda x: jnp.where(weight > 0, x, 0.0), (grads, metrics))
-    flat, unflatten = jax.flatten_util.ravel_pytree((contribution, control[0]))
+    flat, unflatten = jax.flatten_util.ravel_pytree((contribution, row))
     (grads, metrics), totals = unflatten(jax.lax.psum(flat, distributed.AXIS))
     shares = totals[_WEIGHT]  # devices that took a gradient: each of the mean over its part
     grads, metrics = jax.tree.map(lambda x: x / jnp.maximum(shares, 1.0), (grads, metrics))
     state = jax.lax.cond(shares > 0, lambda state: apply(state, grads), lambda state: state, state)
     metrics.update(norms(state, grads))
-    return state, metrics, totals / devices_per_learner
+    return state, metrics, totals
+
+  def step(state: TrainingState, batch: specs.Unroll, control: jax.Array):
+    if epochs == minibatches == 1:
+      state, metrics, totals = sgd(state, batch, control[0])
+      return state, metrics, totals / devices_per_learner
+    parts = split(batch, minibatches)
+    # Unrolled: XLA:CPU runs a convolution inside a loop 4x slower than outside one.
+
+    def one_pass(state, _):
+      def one_part(state, part):
+        state, metrics, totals = sgd(state, part, control[0])
+        return state, (metrics, totals)
+
+      return jax.lax.scan(one_part, state, parts, unroll=True)
+
+    state, (metrics, totals) = jax.lax.scan(one_pass, state, None, length=epochs, unroll=True)
+    metrics = jax.tree.map(jnp.mean, metrics)
+    return state, metrics, totals[-1, -1] / devices_per_learner
 
   # check_vma=False: rlax's V-trace scan does not mark its carry as varying across the
   # mesh; the outputs are replicated all the same (psums, and updates computed from them).
@@ -156,6 +179,19 @@ def make_sgd_step(
       out_specs=(P(), P(), P()),
       check_vma=False,
     )
+  )
+
+
+def split(batch: specs.Unroll, parts: int) -> specs.Unroll:
+  """The batch as `parts` minibatches of its environments, stacked on a new first axis."""
+
+  def by_env(x, axis):
+    x = x.reshape(x.shape[:axis] + (parts, x.shape[axis] // parts) + x.shape[axis + 1 :])
+    return jnp.moveaxis(x, axis, 0)
+
+  return batch._replace(
+    **{name: by_env(getattr(batch, name), 1) for name in batch._fields if name != "core_state"},
+    core_state=tuple(by_env(x, 0) for x in batch.core_state),
   )
 
 
@@ -175,12 +211,15 @@ def make(
   config: Config, network: networks.Network, spec: specs.UnrollSpec, mesh: Mesh
 ) -> Algorithm:
   """The configured algorithm."""
-  return {"impala": impala, "a3c": a3c}[config.algorithm](config, network, spec, mesh)
+  return {"impala": impala, "appo": impala, "a3c": a3c}[config.algorithm](
+    config, network, spec, mesh
+  )
 
 
 def impala(
   config: Config, network: networks.Network, spec: specs.UnrollSpec, mesh: Mesh
 ) -> Algorithm:
+  """IMPALA, and APPO: the same trajectories, another loss and several steps on each batch."""
   optimizer = make_optimizer(config)
 
   def check(upload):
@@ -194,7 +233,13 @@ def impala(
     check,
     lambda unrolls: distributed.shard_batch(mesh, specs.stack(unrolls)),
     lambda: distributed.shard_batch(mesh, spec.zeros(spec.num_envs * unrolls_per_update(config))),
-    make_sgd_step(losses.make(config, network.unroll), optimizer, mesh, config.average_decay),
+    make_sgd_step(
+      losses.make(config, network.unroll),
+      optimizer,
+      mesh,
+      config.average_decay,
+      *((config.ppo_epochs, config.ppo_minibatches) if config.algorithm == "appo" else (1, 1)),
+    ),
   )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 TORSOS = ("mlp", "minatar", "shallow", "deep")
-ALGORITHMS = ("impala", "a3c")
+ALGORITHMS = ("impala", "appo", "a3c")
 LR_SCHEDULES = ("constant", "linear")
 PRESETS = tuple(sorted(p.stem for p in (Path(__file__).parent / "presets").glob("*.toml")))
 
@@ -62,8 +62,9 @@ class Config:
   # Learning (learner only, but the loss settings reach A3C actors).
   algorithm: str = _field(
     "impala",
-    "impala: actors send unrolls, the learner takes V-trace "
-    "gradients; a3c: actors send the gradients of their own unrolls",
+    "impala: actors send unrolls, the learner takes V-trace gradients; appo: "
+    "the same with PPO's clipped surrogate and several steps per batch; "
+    "a3c: actors send the gradients of their own unrolls",
     choices=ALGORITHMS,
     run=True,
   )
@@ -93,7 +94,10 @@ class Config:
   max_abs_reward: float = _field(
     0.0, "clip rewards to [-x, x] in the loss; 0 for no clipping", run=True
   )
-  queue_size: int = _field(64, "unrolls the learner holds before actors must wait")
+  ppo_clip: float = _field(0.2, "appo: clip the ratio pi/mu to [1 - x, 1 + x]")
+  ppo_epochs: int = _field(4, "appo: passes over each batch")
+  ppo_minibatches: int = _field(4, "appo: steps per pass, each on a part of the environments")
+  queue_size: int = _field(2, "unrolls the learner holds before actors must wait")
   max_policy_lag: int = _field(
     0,
     "drop unrolls (a3c: gradients) acted by parameters more "
@@ -204,6 +208,9 @@ def _check(self: Config):
     "rpc_timeout",
     "checkpoint_every",
     "keep_checkpoints",
+    "ppo_clip",
+    "ppo_epochs",
+    "ppo_minibatches",
   )
   for name in positive:
     if not getattr(self, name) > 0:
@@ -245,6 +252,12 @@ def _check(self: Config):
     _bad("lr_schedule", self.lr_schedule, f"allowed: {', '.join(LR_SCHEDULES)}")
   if self.lr_schedule == "linear" and not (self.lr_decay_frames or self.max_frames):
     _bad("lr_decay_frames", 0, "a linear schedule needs --lr-decay-frames or --max-frames")
+  if self.algorithm == "appo" and (self.num_envs * self.batch_size) % self.ppo_minibatches:
+    _bad(
+      "ppo_minibatches",
+      self.ppo_minibatches,
+      f"must divide num_envs * batch_size = {self.num_envs * self.batch_size}",
+    )
   if self.torso not in TORSOS:
     _bad("torso", self.torso, f"allowed: {', '.join(TORSOS)}")
   if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):

@@ -1,5 +1,6 @@
-"""The losses, as pure functions: IMPALA's V-trace actor-critic (Espeholt et al. 2018)
-and A3C's n-step advantage actor-critic (Mnih et al. 2016)."""
+"""The losses, as pure functions: IMPALA's V-trace actor-critic (Espeholt et al. 2018),
+A3C's n-step advantage actor-critic (Mnih et al. 2016), and APPO's V-trace targets with
+PPO's clipped surrogate (Schulman et al. 2017; as in Sample Factory, Petrenko et al. 2020)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def make(config: Config, unroll_fn: Callable) -> Callable:
     clip_pg_rho=config.clip_pg_rho,
     max_abs_reward=config.max_abs_reward,
     on_policy=config.algorithm == "a3c",
+    ppo_clip=config.ppo_clip if config.algorithm == "appo" else 0.0,
   )
 
 
@@ -37,6 +39,7 @@ def impala_loss(
   clip_pg_rho: float = 1.0,
   max_abs_reward: float = 0.0,
   on_policy: bool = False,
+  ppo_clip: float = 0.0,
 ) -> Callable:
   """Returns `loss(params, batch: specs.Unroll) -> (loss, metrics)`.
 
@@ -50,6 +53,12 @@ def impala_loss(
   environments.py) get an importance weight of 0: their V-trace error and
   advantage are then exactly 0, nothing flows through them into earlier steps,
   and a truncated episode bootstraps from the value of its real final observation.
+
+  `ppo_clip` > 0 (APPO): the policy term is PPO's clipped surrogate of the ratio
+  pi/mu to the behaviour policy, clipped to [1 - ppo_clip, 1 + ppo_clip], with the
+  advantage r_t + gamma * v_s(t+1) - V(x_t) of the V-trace targets, normalized over
+  the batch; the value term still regresses on the V-trace targets. It may then take
+  several steps on one batch, the ratio keeping each close to what acted.
   """
 
   def loss_fn(params, batch: specs.Unroll):
@@ -82,7 +91,18 @@ def impala_loss(
     )
 
     mask = valid.astype(jnp.float32)
-    pg_loss = -jnp.mean(jax.lax.stop_gradient(out_vt.pg_advantage) * log_pi_a * mask)
+    if ppo_clip:
+      count = jnp.maximum(mask.sum(), 1)
+      advantage = jax.lax.stop_gradient(out_vt.q_estimate - v_tm1)
+      mean = jnp.sum(advantage * mask) / count
+      std = jnp.sqrt(jnp.sum(jnp.square(advantage - mean) * mask) / count)
+      advantage = (advantage - mean) / (std + 1e-8)
+      ratio = jnp.exp(log_pi_a - log_mu_a)
+      clipped = jnp.clip(ratio, 1.0 - ppo_clip, 1.0 + ppo_clip)
+      surrogate = jnp.minimum(ratio * advantage, clipped * advantage)
+      pg_loss = -jnp.mean(jnp.where(valid, surrogate, 0.0))
+    else:
+      pg_loss = -jnp.mean(jax.lax.stop_gradient(out_vt.pg_advantage) * log_pi_a * mask)
     baseline_loss = 0.5 * jnp.mean(jnp.square(out_vt.errors) * mask)
     entropy = jnp.mean(-jnp.sum(jnp.exp(log_pi) * log_pi, axis=-1) * mask)
     loss = pg_loss + baseline_cost * baseline_loss - entropy_cost * entropy

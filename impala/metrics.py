@@ -56,6 +56,7 @@ GAUGE_DOCS = {
   "learner_return_mean_100": "Mean return of this learner's last 100 episodes.",
   "length_mean_100": "Mean length of this learner's last 100 episodes.",
   "policy_lag": "Updates between acting and learning, last batch.",
+  "policy_lag_mean": "Updates between acting and learning, every batch since the start.",
   "queue_depth": "Uploads waiting for a batch.",
   "version": "Version of the newest parameters.",
   "actors_connected": "Actors heard from in the last 10 s.",

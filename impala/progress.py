@@ -46,6 +46,7 @@ def record(
     learner_return_mean_100=s.learner_return_mean_100,
     length_mean_100=s.length_mean_100,
     policy_lag=s.policy_lag,
+    policy_lag_mean=s.policy_lag_mean,
     queue_depth=s.queue_depth,
     actors_connected=s.actors_connected,
     learning_rate=learning_rate,

@@ -32,3 +32,27 @@ def test_unrolls_overlap_by_one_step_and_count_episodes():
   rewards = np.concatenate([u.rewards for u, _ in unrolls])
   np.testing.assert_array_equal(returns, lengths.astype(np.float32))
   assert (rewards[from_final] == 0).all() and (rewards[~from_final] == 1).all()
+
+
+def test_the_lstm_state_carries_across_unrolls_and_the_learner_replays_what_acted():
+  """The core state sent with an unroll is the one the actor ended the previous unroll
+  with (zeroed where obs_0 starts an episode), and replaying the unroll from it the way
+  the loss does gives the very logits the actor acted with, resets inside it included."""
+  config = Config(num_envs=8, unroll_length=40, seed=5, lstm_size=16)
+  actor = Session(config)
+  actor.prepare(config)
+  network = actor.rollout.network
+  params = network.init(jax.random.PRNGKey(2))
+  previous, _ = actor.unroll(params, 0)
+  ended_with = [np.array(s) for s in actor.rollout.core_state]
+  unroll, _ = actor.unroll(params, 0)
+  # obs_0 begins an episode when the observation before it ended one (the reset step).
+  starts = previous.terminated[-2] | previous.truncated[-2]
+  for sent, ended in zip(unroll.core_state, ended_with):
+    np.testing.assert_array_equal(sent[~starts], ended[~starts])
+    assert (sent[starts] == 0).all() and np.abs(sent[~starts]).sum() > 0
+  done = unroll.terminated | unroll.truncated
+  assert done[1:-1].any(), "no episode ended inside the unroll: the test shows nothing"
+  first = np.concatenate([np.zeros_like(done[:1]), done[:-1]])  # as losses.py derives it
+  replayed = network.unroll(params, unroll.observations, first, unroll.core_state)
+  np.testing.assert_allclose(replayed.logits[:-1], unroll.behaviour_logits, rtol=1e-4, atol=1e-5)

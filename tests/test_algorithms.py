@@ -5,6 +5,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import tomllib
 
 import grpc
 import jax
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, assert_accounted, free_port, upload
 
-from impala import losses
+from impala import losses, presets
 from impala.actor import Session
 from impala.config import Config
 from impala.learner import Learner
@@ -168,12 +169,10 @@ def test_a3c_learns_cartpole():
 
 
 @pytest.mark.slow
-def test_impala_learns_catch():
+def test_impala_learns_catch_with_its_preset():
   result = run(
     "--env-id",
     "bsuite/catch",
-    "--rmsprop-eps",
-    "1e-5",
     "--seed",
     "0",
     "--stop-at-return",
@@ -186,26 +185,26 @@ def test_impala_learns_catch():
 
 
 @pytest.mark.slow
-def test_atari_with_the_deep_network_trains_end_to_end():
-  """Pong, 2 actors of 4 environments, the deep torso: 20 updates of 2 unrolls of 20 steps."""
+def test_atari_with_its_preset_trains_end_to_end(tmp_path):
+  """Pong with the Atari preset (the deep torso, the paper's optimizer and schedule), 2
+  actors of 4 environments: 20 updates of 2 unrolls of 20 steps, then a clean stop."""
   result = run(
     "--env-id",
     "ALE/Pong-v5",
-    "--torso",
-    "deep",
     "--num-envs",
     "4",
-    "--unroll-length",
-    "20",
-    "--batch-size",
-    "2",
-    "--max-abs-reward",
-    "1",
     "--max-frames",
     str(20 * 2 * 4 * 20),
     "--max-seconds",
     "240",
+    "--logdir",
+    str(tmp_path),
     timeout=300,
   )
   assert result["stop_reason"] == "max_frames" and result["updates"] >= 20, result
   assert result["rejected"] == {}
+  settings = tomllib.loads((tmp_path / "config.toml").read_text())
+  assert settings["preset"] == "atari" and settings["num_envs"] == 4
+  atari = presets.read("atari")
+  assert {k: settings[k] for k in atari} == atari
+  assert settings["torso"] == "deep" and settings["lr_schedule"] == "linear"

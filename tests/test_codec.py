@@ -107,6 +107,24 @@ def test_unroll_round_trip(lstm):
   np.testing.assert_array_equal(got_info.episode_returns, info.episode_returns)
 
 
+def test_bool_tensors_travel_packed_eight_to_a_byte():
+  """MinAtar's observations are bools: a 10x10x4 image of 400 cells takes 50 bytes."""
+  spec = testing.cartpole_spec(20, 64)._replace(
+    observation_shape=(10, 10, 4), observation_dtype=np.dtype(bool), num_actions=3
+  )
+  unroll = testing.random_unroll(spec, done=0.4)
+  raw = codec.encode_unroll(unroll, testing.info())
+  msg = pb.Unroll.FromString(raw)
+  sizes = {name: getattr(msg, name) for name in ("observations", "terminated")}
+  assert sizes["terminated"].offset - sizes["observations"].offset == 21 * 64 * 400 // 8
+  got, _ = codec.decode_unroll(raw)
+  for a, b in zip(got[:-1], unroll[:-1]):
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)
+  float_sized = unroll._replace(observations=unroll.observations.astype(np.uint8))
+  assert len(raw) < len(codec.encode_unroll(float_sized, testing.info())) / 4
+
+
 def test_unroll_missing_field_is_named():
   msg = pb.Unroll.FromString(codec.encode_unroll(*make_unroll()))
   msg.ClearField("rewards")

@@ -49,7 +49,7 @@ def test_flags_override_environment_which_overrides_defaults():
       ["--advertise-address", "learner-1"],
       "bad value for --advertise-address: 'learner-1' (must be host:port)",
     ),
-    (["--algorithm", "ppo"], "bad value for --algorithm: 'ppo' (allowed: impala, a3c)"),
+    (["--algorithm", "ppo"], "bad value for --algorithm: 'ppo' (allowed: impala, appo, a3c)"),
     (
       ["--algorithm", "a3c", "--num-learners", "2", "--coordinator-address", "h:7000"],
       "bad value for --num-learners: 2 (a3c runs with one learner)",

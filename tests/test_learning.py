@@ -72,6 +72,32 @@ def test_sgd_step_over_the_mesh_is_the_plain_update_and_none_without_a_batch():
   assert distributed.local(totals)[0] == 0.0
 
 
+def test_appo_takes_one_step_per_minibatch_and_pass_in_order():
+  """APPO's update over 2 passes of 2 minibatches is 4 plain steps: on the first half of
+  the environments, the second, the first, the second."""
+  config = Config(num_envs=4, unroll_length=5, algorithm="appo", ppo_epochs=2, ppo_minibatches=2)
+  network = networks.for_run(config, environments.describe(config.env_id))
+  loss, optimizer = losses.make(config, network.unroll), algorithms.make_optimizer(config)
+  mesh = distributed.make_mesh()
+  params = jax.device_get(network.init(jax.random.PRNGKey(0)))
+  state = distributed.replicate(mesh, algorithms.initial_state(params, optimizer))
+  unroll, _ = make_unroll(t=5, n=8, lstm=0)
+  control = distributed.per_device(mesh, algorithms.WITH_A_BATCH.row())
+  appo = algorithms.make_sgd_step(loss, optimizer, mesh, 0.9, epochs=2, minibatches=2)
+  got, metrics, _ = appo(state, distributed.shard_batch(mesh, unroll), control)
+
+  plain = algorithms.make_sgd_step(loss, optimizer, mesh, 0.9)
+  halves = [jax.tree.map(lambda x: x[:, :4], unroll), jax.tree.map(lambda x: x[:, 4:], unroll)]
+  for half in halves * 2:
+    state, _, _ = plain(state, distributed.shard_batch(mesh, half), control)
+  for x, y in zip(
+    jax.tree.leaves(distributed.local(got)), jax.tree.leaves(distributed.local(state))
+  ):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  assert np.isfinite(float(distributed.local(metrics)["loss"]))
+  assert not np.allclose(distributed.local(got).params["policy"]["w"], params["policy"]["w"])
+
+
 TWO_DEVICES = """
 import jax, numpy as np
 from jax.sharding import Mesh

@@ -136,7 +136,7 @@ def test_summary_progress_record_and_metrics_name_every_counter_alike(tmp_path):
     assert summary[name] == last[name] == value(scraped, f"impala_{name}_total"), name
   assert summary["rejected"] == last["rejected"] == {}
   assert not [key for key in scraped if key[0] == "impala_rejected_total"]
-  for name in ("version", "return_mean_100", "episodes_in_mean", "policy_lag"):
+  for name in ("version", "return_mean_100", "episodes_in_mean", "policy_lag", "policy_lag_mean"):
     assert summary[name] == last[name] == pytest.approx(value(scraped, f"impala_{name}")), name
 
 

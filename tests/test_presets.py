@@ -102,5 +102,7 @@ def test_the_effective_configuration_reads_back_as_itself(tmp_path):
 
 
 def test_a_linear_schedule_needs_a_frame_budget():
-  with pytest.raises(ConfigError, match="a linear schedule needs --lr-decay-frames or --max-frames"):
+  with pytest.raises(
+    ConfigError, match="a linear schedule needs --lr-decay-frames or --max-frames"
+  ):
     flags.from_args(["--lr-schedule", "linear"], environ={})

@@ -28,7 +28,7 @@ from impala.transport.client import RETRYABLE, LearnerClient
 
 log = logging.getLogger("impala.actor")
 
-MAX_IN_FLIGHT = 2
+MAX_IN_FLIGHT = 1
 
 
 class Backoff:

@@ -28,11 +28,12 @@ def keep_freed_memory():
 
 class Batcher:
   """Takes `size` uploads at a time from `uploads` and makes them one input with
-  `assemble`; holds up to two inputs ready for `next`."""
+  `assemble`; holds one input ready for `next` (each one more is a version of policy lag
+  when the learner is the bottleneck)."""
 
   def __init__(self, uploads: queue.Queue, assemble: Callable, size: int):
     self._uploads, self._assemble, self._size = uploads, assemble, size
-    self._ready: queue.Queue = queue.Queue(2)
+    self._ready: queue.Queue = queue.Queue(1)
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
 

@@ -57,6 +57,7 @@ class Learner:
     self._placeholder = None
     self._host_params = (0, None)  # (version, numpy params), fetched on demand
     self._policy_lag, self._metrics, self._totals = 0.0, {}, algorithms.Control()
+    self._lag_sum, self._lag_batches = 0.0, 0
     self._frames_per_input = (
       config.unroll_length * config.num_envs * self.algorithm.unrolls_per_update
     )
@@ -130,7 +131,8 @@ class Learner:
     if alone:  # it agrees with itself: the control row that is on the device will do
       # One update in flight: JAX would otherwise queue dozens when the learner is the
       # bottleneck, each a version the actors get only once it is computed (measured on
-      # MinAtar: a policy lag of 60-100 updates instead of 9, at the same update rate).
+      # MinAtar: a policy lag of 60-100 updates where the queue made 32). The batcher
+      # has the next input on the device meanwhile.
       jax.block_until_ready(self._state)
       state, metrics, _ = self.algorithm.update(self._state, batch, self._with_a_batch)
       totals = votes
@@ -146,6 +148,8 @@ class Learner:
       self._totals = totals
       if infos:
         self._policy_lag = float(np.mean([self._version - i.params_version for i in infos]))
+        self._lag_sum += self._policy_lag
+        self._lag_batches += 1
       if brought:
         self._metrics, self._state = metrics, state  # device arrays until someone reads them
         self._version += 1
@@ -163,7 +167,8 @@ class Learner:
     with self.lock:
       newest = self._metrics
       mark = dict(version=self._version, frames=self._frames, updates=self._updates)
-      mark.update(policy_lag=self._policy_lag, votes=self._totals)
+      lag_mean = self._lag_sum / self._lag_batches if self._lag_batches else 0.0
+      mark.update(policy_lag=self._policy_lag, policy_lag_mean=lag_mean, votes=self._totals)
     values = {k: float(v) for k, v in distributed.local(newest).items()} if metrics else {}
     return snapshot.take(self.index, self.num_learners, self.intake, self.actors, values, **mark)
 
@@ -216,8 +221,9 @@ def _check_devices(config: Config):
       f"bad value for --num-learners: {config.num_learners} (the JAX job has "
       f"{jax.process_count()} processes)"
     )
-  if (config.num_envs * config.batch_size) % jax.local_device_count():
+  parts = jax.local_device_count() * (config.ppo_minibatches if config.algorithm == "appo" else 1)
+  if (config.num_envs * config.batch_size) % parts:
     raise ConfigError(
-      f"bad value for --batch-size: {config.batch_size} (num_envs * batch_size "
-      f"must be a multiple of the {jax.local_device_count()} devices)"
+      f"bad value for --batch-size: {config.batch_size} (num_envs * batch_size must be a "
+      f"multiple of the {jax.local_device_count()} devices times the APPO minibatches)"
     )

@@ -180,6 +180,7 @@ def summary(s, seconds: float, reason: str, checkpoint: str | None, digest: str)
     return_mean_100=s.return_mean_100,
     episodes_in_mean=s.episodes_in_mean,
     policy_lag=s.policy_lag,
+    policy_lag_mean=s.policy_lag_mean,
     reached_target=reason == "stop_at_return",
     stop_reason=reason,
     unrolls_by_actor=dict(s.unrolls_by_actor),

@@ -47,6 +47,7 @@ class Snapshot:
   learner_return_mean_100: float  # the same, of this learner's episodes alone
   length_mean_100: float  # this learner's last 100 episode lengths
   policy_lag: float  # mean over the last batch: version - acting version
+  policy_lag_mean: float  # the same over every batch this learner took since it started
   queue_depth: int  # uploads waiting for a batch
   actors_connected: int  # actors heard from in the last 10 s
   unrolls_by_actor: Mapping[str, int]  # actor id -> accepted
@@ -78,6 +79,7 @@ def take(
   frames: int,
   updates: int,
   policy_lag: float,
+  policy_lag_mean: float,
   votes,
 ) -> Snapshot:
   """A Snapshot of a learner's own figures, its intake's (an Intake), its actors' (an
@@ -103,6 +105,7 @@ def take(
     learner_return_mean_100=mean(returns),
     length_mean_100=mean(lengths),
     policy_lag=policy_lag,
+    policy_lag_mean=policy_lag_mean,
     queue_depth=intake.queue.qsize(),
     actors_connected=actors.connected(),
     unrolls_by_actor=dict(counts.by_actor),

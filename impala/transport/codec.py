@@ -15,9 +15,9 @@ from impala.transport import frames
 from impala.transport.payload import DecodeError, Payload, decode, parse
 from impala.transport.proto import impala_pb2 as pb
 
-# Protocol 6: the run's settings travel as one RunSettings message. An actor and a
-# learner of different protocols refuse each other (FAILED_PRECONDITION).
-PROTOCOL_VERSION = 6
+# Protocol 7: bool tensors travel packed 8 to a byte. An actor and a learner of
+# different protocols refuse each other (FAILED_PRECONDITION).
+PROTOCOL_VERSION = 7
 _SERVICE = pb.DESCRIPTOR.services_by_name["Learner"]
 SERVICE_NAME = _SERVICE.full_name  # "impala.v1.Learner", as protos/impala.proto names it
 

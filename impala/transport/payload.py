@@ -5,7 +5,7 @@ A message that carries tensors holds all their bytes in one `payload` field
 tensor's bytes once, straight into the serialized message; `parse` finds the
 payload in the received buffer (at once when it comes first, by a scan of the
 top-level fields otherwise) and `decode` returns read-only `np.frombuffer` views of
-it, no copy. Before touching the bytes, decoding checks that the dtype is allowed and
+it, no copy (bool tensors, which travel packed 8 cells to a byte, are unpacked). Before touching the bytes, decoding checks that the dtype is allowed and
 that the tensor lies inside the payload, with Python integers so no shape can
 overflow it.
 """
@@ -78,7 +78,12 @@ class Payload:
     return array.dtype, array.shape, offset
 
   def add(self, array) -> pb.Tensor:
-    """Adds an array's bytes; returns the Tensor that describes it."""
+    """Adds an array's bytes (a bool array's packed 8 to a byte: MinAtar's images, the
+    episode flags); returns the Tensor that describes it."""
+    array = np.asarray(array)
+    if array.dtype == bool:
+      _, _, offset = self.append(np.packbits(array, axis=None))
+      return pb.Tensor(dtype="bool", shape=array.shape, offset=offset)
     dtype, shape, offset = self.append(array)
     return pb.Tensor(dtype=dtype.name, shape=shape, offset=offset)
 
@@ -145,10 +150,14 @@ def decode(tensor: pb.Tensor, payload: memoryview, field: str = "tensor") -> np.
   ):  # e.g. [0, 2**61]: no array
     raise DecodeError(f"{field}: bad shape {list(shape)}")
   count = math.prod(shape)
-  end = tensor.offset + count * dtype.itemsize
+  packed = dtype == bool
+  end = tensor.offset + (-(-count // 8) if packed else count * dtype.itemsize)
   if end > len(payload):
     raise DecodeError(
       f"{field}: {tensor.dtype}{list(shape)} at offset {tensor.offset} ends at "
       f"byte {end}, past the payload ({len(payload)} bytes)"
     )
+  if packed:  # a copy, 8 times the bytes: no view of bits
+    bits = np.frombuffer(payload, np.uint8, end - tensor.offset, tensor.offset)
+    return np.unpackbits(bits, count=count).view(bool).reshape(shape)
   return np.frombuffer(payload, dtype, count, tensor.offset).reshape(shape)
