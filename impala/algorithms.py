@@ -40,6 +40,11 @@ def unrolls_per_update(config: Config) -> int:
   return 1 if config.algorithm == "a3c" else config.batch_size
 
 
+def steps_per_update(config: Config) -> int:
+  """Optimizer steps in one update: APPO's passes times its minibatches, else one."""
+  return config.ppo_epochs * config.ppo_minibatches if config.algorithm == "appo" else 1
+
+
 def learning_rate(config: Config) -> optax.Schedule:
   """The learning rate after n updates: constant, or decayed linearly to 0 over
   --lr-decay-frames (else --max-frames) frames of all learners."""
@@ -53,11 +58,19 @@ def learning_rate(config: Config) -> optax.Schedule:
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-  # A constant rate as a number: no step count in the optimizer state.
-  rate = config.learning_rate if config.lr_schedule == "constant" else learning_rate(config)
+  schedule, steps = learning_rate(config), steps_per_update(config)
+
+  def rate(count):  # optax counts optimizer steps; the schedule, updates
+    return schedule(count // steps)
+
+  constant = config.lr_schedule == "constant"  # a number: no step count in the state
   return optax.chain(
     optax.clip_by_global_norm(config.max_grad_norm),
-    optax.rmsprop(rate, decay=config.rmsprop_decay, eps=config.rmsprop_eps),
+    optax.rmsprop(
+      config.learning_rate if constant else rate,
+      decay=config.rmsprop_decay,
+      eps=config.rmsprop_eps,
+    ),
   )
 
 
@@ -156,13 +169,13 @@ def make_sgd_step(
       state, metrics, totals = sgd(state, batch, control[0])
       return state, metrics, totals / devices_per_learner
     parts = split(batch, minibatches)
-    # Unrolled: XLA:CPU runs a convolution inside a loop 4x slower than outside one.
 
     def one_pass(state, _):
       def one_part(state, part):
         state, metrics, totals = sgd(state, part, control[0])
         return state, (metrics, totals)
 
+      # Unrolled: XLA:CPU runs a convolution inside a loop 4x slower than outside one.
       return jax.lax.scan(one_part, state, parts, unroll=True)
 
     state, (metrics, totals) = jax.lax.scan(one_pass, state, None, length=epochs, unroll=True)

@@ -139,3 +139,20 @@ def test_a_learner_on_two_devices_splits_its_batch_and_makes_the_same_update():
   devices, difference = done.stdout.splitlines()[0].split()
   assert devices == "2" and float(difference) < 1e-6, done.stdout
   assert done.stdout.splitlines()[1] == "[1.0, 5.0, 1.0, 0.0, 0.0] [1.0, 5.0, 1.0, 0.0, 0.0]"
+
+
+@pytest.mark.parametrize("algorithm", ["impala", "appo"])
+def test_a_linear_learning_rate_reaches_zero_at_the_frame_budget(algorithm):
+  config = Config(lr_schedule="linear", max_frames=2560 * 100, algorithm=algorithm)
+  schedule = algorithms.learning_rate(config)  # of updates, each of 20 x 64 x 2 frames
+  assert [float(schedule(n)) for n in (0, 50, 100, 200)] == pytest.approx([1e-3, 5e-4, 0, 0])
+  # The optimizer counts steps (APPO takes 16 per update): the step after 50 updates'
+  # worth takes half the rate. RMSProp (optax: eps inside the root) of a constant gradient
+  # 1 from nu = 0: the k-th step is rate / sqrt(1 - decay**k + eps).
+  optimizer, params = algorithms.make_optimizer(config), {"w": np.zeros(3, np.float32)}
+  state, grads = optimizer.init(params), {"w": np.ones(3, np.float32)}
+  k = 50 * algorithms.steps_per_update(config) + 1
+  for _ in range(k):
+    step, state = optimizer.update(grads, state, params)
+  expected = float(schedule(50)) / np.sqrt(1 - config.rmsprop_decay**k + config.rmsprop_eps)
+  np.testing.assert_allclose(-step["w"], expected, rtol=1e-4)

@@ -255,3 +255,24 @@ def test_a_metrics_port_in_use_is_a_one_line_error(capsys):
       f"actor_client.py: error: bad value for --metrics-port: cannot listen on {taken.port} ("
     )
   )
+
+
+def test_plot_draws_several_runs_in_one_figure(tmp_path, capsys):
+  for name, slope in (("impala", 1.0), ("appo", 3.0)):
+    (tmp_path / name).mkdir()
+    records = [
+      dict(
+        frames=i * 1000, seconds=i, return_mean_100=slope * i, frames_per_second=1e3, policy_lag=2
+      )
+      for i in range(1, 6)
+    ]
+    (tmp_path / name / "progress.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+  out = tmp_path / "both.png"
+  assert plot.main([str(tmp_path / "impala"), str(tmp_path / "appo"), "-o", str(out)]) == 0
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert "2 runs, 10 records" in capsys.readouterr().out
+  (tmp_path / "empty").mkdir()
+  (tmp_path / "empty" / "progress.jsonl").write_text("")
+  with pytest.raises(SystemExit) as e:
+    plot.main([str(tmp_path / "impala"), str(tmp_path / "empty"), "-o", str(out)])
+  assert e.value.code == 2

@@ -150,7 +150,7 @@ def decode(tensor: pb.Tensor, payload: memoryview, field: str = "tensor") -> np.
   ):  # e.g. [0, 2**61]: no array
     raise DecodeError(f"{field}: bad shape {list(shape)}")
   count = math.prod(shape)
-  packed = dtype == bool
+  packed = dtype.kind == "b"
   end = tensor.offset + (-(-count // 8) if packed else count * dtype.itemsize)
   if end > len(payload):
     raise DecodeError(
