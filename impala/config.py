@@ -252,12 +252,6 @@ def _check(self: Config):
     _bad("lr_schedule", self.lr_schedule, f"allowed: {', '.join(LR_SCHEDULES)}")
   if self.lr_schedule == "linear" and not (self.lr_decay_frames or self.max_frames):
     _bad("lr_decay_frames", 0, "a linear schedule needs --lr-decay-frames or --max-frames")
-  if self.algorithm == "appo" and (self.num_envs * self.batch_size) % self.ppo_minibatches:
-    _bad(
-      "ppo_minibatches",
-      self.ppo_minibatches,
-      f"must divide num_envs * batch_size = {self.num_envs * self.batch_size}",
-    )
   if self.torso not in TORSOS:
     _bad("torso", self.torso, f"allowed: {', '.join(TORSOS)}")
   if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):

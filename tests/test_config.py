@@ -9,7 +9,7 @@ from conftest import ROOT
 
 from impala import flags
 from impala.config import Config, ConfigError
-from impala.learner import program
+from impala.learner import Learner, program
 
 
 def test_defaults_are_valid_and_cartpole():
@@ -112,3 +112,9 @@ def test_port_in_use_is_one_line(capsys):
       "choose another with --port"
     )
   ]
+
+
+def test_appo_minibatches_must_divide_the_batch():
+  config = Config(algorithm="appo", num_envs=3, batch_size=2, ppo_minibatches=4)
+  with pytest.raises(ConfigError, match=r"bad value for --ppo-minibatches: 4 \(must divide the 6"):
+    Learner(config)  # before anything is built

@@ -221,9 +221,15 @@ def _check_devices(config: Config):
       f"bad value for --num-learners: {config.num_learners} (the JAX job has "
       f"{jax.process_count()} processes)"
     )
-  parts = jax.local_device_count() * (config.ppo_minibatches if config.algorithm == "appo" else 1)
-  if (config.num_envs * config.batch_size) % parts:
+  devices, batch = jax.local_device_count(), config.num_envs * config.batch_size
+  if batch % devices:
     raise ConfigError(
-      f"bad value for --batch-size: {config.batch_size} (num_envs * batch_size must be a "
-      f"multiple of the {jax.local_device_count()} devices times the APPO minibatches)"
+      f"bad value for --batch-size: {config.batch_size} (num_envs * batch_size "
+      f"must be a multiple of the {devices} devices)"
+    )
+  per_device = batch // devices
+  if config.algorithm == "appo" and per_device % config.ppo_minibatches:
+    raise ConfigError(
+      f"bad value for --ppo-minibatches: {config.ppo_minibatches} (must divide the "
+      f"{per_device} environments of a batch on each of the {devices} devices)"
     )
