@@ -119,6 +119,12 @@ def random_return(env_id: str, episodes: int = 100, seed: int = 0) -> float:
   return float(np.mean(returns[:episodes]))
 
 
+def draw(logdirs: list[str], name: str):
+  """The curves of the runs in `logdirs`, as DIR/name (stdout is the JSON's)."""
+  runs = {os.path.basename(d): plot.read(d) for d in logdirs}
+  plot.draw(runs, os.path.join(os.path.dirname(logdirs[0]), name), 1200, 800)
+
+
 def median(results: list[dict], key: str) -> float:
   return statistics.median(r[key] for r in results)
 
@@ -168,12 +174,11 @@ def main(argv=None):
           random_return(env_id),
         )
       )
-    seeds = [os.path.join(args.out, f"{task}-seed{r['seed']}") for r in runs]
-    plot.main([*seeds, "-o", os.path.join(args.out, f"{task}.png")])
+    draw([os.path.join(args.out, f"{task}-seed{r['seed']}") for r in runs], f"{task}.png")
   games = [os.path.join(args.out, f"minatar-{g.lower()}-seed{args.seeds[0]}") for g in MINATAR]
   games = [g for g in games if os.path.isdir(g)]
   if len(games) > 1:
-    plot.main([*games, "-o", os.path.join(args.out, "minatar.png")])
+    draw(games, "minatar.png")
   common.emit(
     "learning",
     dict(tasks={t: TASKS[t][0] for t in args.tasks}, seeds=args.seeds, local_actors=2),

@@ -25,14 +25,15 @@ from impala.transport import server
 ACTOR_GRACE = 5.0
 
 
-def start_local_actors(count: int, port: int) -> list[subprocess.Popen]:
-  """Actor processes on this machine, each in its own session (Ctrl-C goes to the learner only)."""
+def start_local_actors(count: int, port: int, learner: int = 0) -> list[subprocess.Popen]:
+  """Actor processes on this machine, each in its own session (Ctrl-C goes to the learner
+  only); those of learner i > 0 are named local-i-N, so that ids stay unique in a job."""
   children = []
-  for i in range(count):
+  for n in range(count):
     env = dict(
       os.environ,
       GRPC_HOST=f"localhost:{port}",
-      IMPALA_ACTOR_ID=f"local-{i}",
+      IMPALA_ACTOR_ID=f"local-{n}" if learner == 0 else f"local-{learner}-{n}",
       IMPALA_PARENT_PID=str(os.getpid()),
       IMPALA_METRICS_PORT="0",
     )
@@ -102,7 +103,7 @@ def train(
   )
   print(f"preset {config.preset or '(none)'}; {presets.describe(config)}", file=sys.stderr)
   learner.start()
-  children = start_local_actors(config.local_actors, port)
+  children = start_local_actors(config.local_actors, port, learner.index)
   terminated = threading.Event()  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0
   if threading.current_thread() is threading.main_thread():
     resources.callback(
