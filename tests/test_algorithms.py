@@ -205,6 +205,6 @@ def test_atari_with_its_preset_trains_end_to_end(tmp_path):
   assert result["rejected"] == {}
   settings = tomllib.loads((tmp_path / "config.toml").read_text())
   assert settings["preset"] == "atari" and settings["num_envs"] == 4
-  atari = presets.read("atari")
+  atari = dict(presets.read("atari"), num_envs=4)  # the flag over the preset
   assert {k: settings[k] for k in atari} == atari
   assert settings["torso"] == "deep" and settings["lr_schedule"] == "linear"
