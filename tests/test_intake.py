@@ -47,7 +47,7 @@ def test_resends_are_dropped_per_incarnation_and_everything_is_counted():
   assert returns == [3, 4, 3, 4] and lengths == [3, 4, 3, 4] and seen == ["a"] * 3
 
 
-def test_a_full_queue_holds_an_upload_until_it_is_abandoned():
+def test_a_full_queue_holds_an_upload_until_it_is_abandoned_and_counted():
   unrolls = make_intake(queue_size=1)
   unroll = testing.random_unroll(SPEC)
   assert unrolls.enqueue(unroll, testing.info(sequence=0)) == "accepted"
@@ -64,8 +64,11 @@ def test_a_full_queue_holds_an_upload_until_it_is_abandoned():
   sender.start()
   assert waiting.wait(timeout=10)  # it waits for room: the backpressure on its actor
   unrolls.close()
+  # Counted by the time close returns: the learner's last figures add up.
+  counts = unrolls.counts()[0]
+  assert counts.abandoned == 1 and counts.received == counts.accepted + counts.abandoned == 2
   sender.join(timeout=10)
-  assert outcome == [None] and unrolls.counts()[0].abandoned == 1
+  assert outcome == [None]
 
 
 def test_the_registry_keeps_indices_and_seeds_and_routes_actors_in_turn():

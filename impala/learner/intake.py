@@ -53,6 +53,8 @@ class Intake:
     self.queue: queue.Queue = queue.Queue(queue_size)
     self.lock = threading.Lock()
     self.closed = threading.Event()
+    self._busy = 0  # enqueue calls under way
+    self._idle = threading.Condition(self.lock)
     self._check, self._version, self._seen = check, version, seen
     self._max_policy_lag = max_policy_lag
     self._counts = Counts()
@@ -77,27 +79,36 @@ class Intake:
       raise
     with self.lock:
       self._counts.received += 1
+      self._busy += 1
       sender = self._senders.setdefault((info.actor_id, info.incarnation), _Sender())
-    self._seen(info.actor_id)
-    with sender.lock:
-      outcome = self._admit(upload, info, sender.last, keep_waiting)
-      if outcome in ("accepted", "stale"):
-        sender.last = info.sequence
-    with self.lock:
-      c = self._counts
-      if outcome == "accepted":
-        c.accepted += 1
-        c.by_actor[info.actor_id] += 1
-        c.episodes += len(info.episode_returns)
-        self._returns.extend(info.episode_returns.tolist())
-        self._lengths.extend(info.episode_lengths.tolist())
-      elif outcome == "duplicate":
-        c.duplicates += 1
-      elif outcome == "stale":
-        c.stale += 1
-      else:
-        c.abandoned += 1
+    outcome = None  # abandoned, unless admitted
+    try:
+      self._seen(info.actor_id)
+      with sender.lock:
+        outcome = self._admit(upload, info, sender.last, keep_waiting)
+        if outcome in ("accepted", "stale"):
+          sender.last = info.sequence
+    finally:
+      with self.lock:
+        self._count(outcome, info)
+        self._busy -= 1
+        self._idle.notify_all()
     return outcome
+
+  def _count(self, outcome: str | None, info: specs.UnrollInfo):
+    c = self._counts
+    if outcome == "accepted":
+      c.accepted += 1
+      c.by_actor[info.actor_id] += 1
+      c.episodes += len(info.episode_returns)
+      self._returns.extend(info.episode_returns.tolist())
+      self._lengths.extend(info.episode_lengths.tolist())
+    elif outcome == "duplicate":
+      c.duplicates += 1
+    elif outcome == "stale":
+      c.stale += 1
+    else:
+      c.abandoned += 1
 
   def _admit(self, upload, info, last_sequence: int, keep_waiting) -> str | None:
     if info.sequence <= last_sequence:
@@ -137,6 +148,9 @@ class Intake:
       )
       return counts, list(self._returns), list(self._lengths)
 
-  def close(self):
-    """Abandons waiting uploads; the learner is stopping."""
+  def close(self, timeout: float = 5.0):
+    """Abandons waiting uploads, and waits (up to `timeout` s) until each is counted:
+    the learner is stopping, and its last figures must add up."""
     self.closed.set()
+    with self.lock:
+      self._idle.wait_for(lambda: self._busy == 0, timeout)
