@@ -149,11 +149,15 @@ def main(argv=None):
   for task, runs in results.items():
     sibling = TASKS[task][1]
     if sibling in results:
-      key = "return_mean_100" if task.startswith("popgym") else "frames"
-      for unit_key, unit in (
-        (key, "return" if key == "return_mean_100" else "frames"),
-        ("seconds", "s"),
-      ):
+      # What the sibling is compared on: the return it reaches, or what reaching it took.
+      key, key_unit = (
+        ("return_mean_100", "return")
+        if task.startswith("popgym")
+        else ("updates", "updates")
+        if task.endswith("-2-learners")
+        else ("frames", "frames")
+      )
+      for unit_key, unit in ((key, key_unit), ("seconds", "s")):
         comparisons.append(
           common.comparison(
             f"{task}: median {unit_key}",
