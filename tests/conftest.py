@@ -32,10 +32,21 @@ def require_tool(name: str) -> str:
   return path
 
 
+def free_ports(count: int) -> list[int]:
+  """`count` distinct free loopback ports (all held open while chosen: one at a time, the
+  kernel may hand out the same port twice)."""
+  sockets = [socket.socket() for _ in range(count)]
+  try:
+    for s in sockets:
+      s.bind(("127.0.0.1", 0))
+    return [s.getsockname()[1] for s in sockets]
+  finally:
+    for s in sockets:
+      s.close()
+
+
 def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+  return free_ports(1)[0]
 
 
 # --- The real programs as subprocesses ---

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, free_port, require_tool
+from conftest import ROOT, free_ports, require_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -66,11 +66,10 @@ def slurm(tmp_path_factory):
   for sub in ("state", "spool"):
     (directory / sub).mkdir()
   host = socket.gethostname().split(".")[0]
+  ports = free_ports(2)  # slurmctld and slurmd: the same port makes slurmctld talk to itself
   conf = directory / "slurm.conf"
   conf.write_text(
-    CONF.format(
-      host=host, dir=directory, cpus=os.cpu_count(), ctld_port=free_port(), d_port=free_port()
-    )
+    CONF.format(host=host, dir=directory, cpus=os.cpu_count(), ctld_port=ports[0], d_port=ports[1])
   )
   env = dict(os.environ, SLURM_CONF=str(conf))
   started = []
@@ -148,8 +147,7 @@ def job_env(slurm: dict, logs) -> dict:
     LEARNERS="2",
     PYTHON=sys.executable,
     LOGS=str(logs),
-    PORT=str(free_port()),
-    COORDINATOR_PORT=str(free_port()),
+    **dict(zip(("PORT", "COORDINATOR_PORT"), map(str, free_ports(2)))),
   )
 
 
