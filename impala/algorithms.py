@@ -40,9 +40,15 @@ def unrolls_per_update(config: Config) -> int:
   return 1 if config.algorithm == "a3c" else config.batch_size
 
 
+def passes(config: Config) -> tuple[int, int]:
+  """(passes over each batch, minibatches per pass): APPO's, else one of one."""
+  return (config.ppo_epochs, config.ppo_minibatches) if config.algorithm == "appo" else (1, 1)
+
+
 def steps_per_update(config: Config) -> int:
-  """Optimizer steps in one update: APPO's passes times its minibatches, else one."""
-  return config.ppo_epochs * config.ppo_minibatches if config.algorithm == "appo" else 1
+  """Optimizer steps in one update."""
+  epochs, minibatches = passes(config)
+  return epochs * minibatches
 
 
 def learning_rate(config: Config) -> optax.Schedule:
@@ -251,7 +257,7 @@ def impala(
       optimizer,
       mesh,
       config.average_decay,
-      *((config.ppo_epochs, config.ppo_minibatches) if config.algorithm == "appo" else (1, 1)),
+      *passes(config),
     ),
   )
 

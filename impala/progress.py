@@ -38,15 +38,9 @@ def record(
   interval = max(time.monotonic() - since[0], 1e-9)
   return dict(
     seconds=round(seconds, 2),
-    **s.counters(),
-    rejected=dict(s.rejected),
-    version=s.version,
-    return_mean_100=s.return_mean_100,
-    episodes_in_mean=s.episodes_in_mean,
+    **s.figures(),
     learner_return_mean_100=s.learner_return_mean_100,
     length_mean_100=s.length_mean_100,
-    policy_lag=s.policy_lag,
-    policy_lag_mean=s.policy_lag_mean,
     queue_depth=s.queue_depth,
     actors_connected=s.actors_connected,
     learning_rate=learning_rate,

@@ -228,7 +228,7 @@ def _check_devices(config: Config):
       f"must be a multiple of the {devices} devices)"
     )
   per_device = batch // devices
-  if config.algorithm == "appo" and per_device % config.ppo_minibatches:
+  if per_device % algorithms.passes(config)[1]:
     raise ConfigError(
       f"bad value for --ppo-minibatches: {config.ppo_minibatches} (must divide the "
       f"{per_device} environments of a batch on each of the {devices} devices)"

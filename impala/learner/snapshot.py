@@ -57,6 +57,18 @@ class Snapshot:
   def counters(self) -> dict:
     return {name: getattr(self, name) for name in COUNTERS}
 
+  def figures(self) -> dict:
+    """What the progress records and the final summary both show, under these names."""
+    return dict(
+      **self.counters(),
+      rejected=dict(self.rejected),
+      version=self.version,
+      return_mean_100=self.return_mean_100,
+      episodes_in_mean=self.episodes_in_mean,
+      policy_lag=self.policy_lag,
+      policy_lag_mean=self.policy_lag_mean,
+    )
+
   def accounting(self) -> dict:
     return dict(
       received=self.received,
