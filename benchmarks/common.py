@@ -160,7 +160,7 @@ def learning_rates(config: Config, actors: int, warmup: float, window: float) ->
   learner = Learner(config)
   learner.start()
   grpc_server, port, _ = server.create_server(learner, 0)
-  children = program.start_local_actors(actors, port)
+  children = program.start_local_actors(actors, port, learner.run_id)
   try:
     learner.compile()
     deadline = time.monotonic() + 120

@@ -23,6 +23,7 @@ from jax.sharding import PartitionSpec as P
 
 from impala import distributed, losses, networks, specs
 from impala.config import Config
+from impala.learner import episodes
 
 
 class TrainingState(NamedTuple):
@@ -107,15 +108,24 @@ _WEIGHT = Control._fields.index("weight")
 
 
 def make_apply(optimizer: optax.GradientTransformation, average_decay: float) -> Callable:
-  """`apply(state, grads) -> state`: one optimizer step, and the moving average."""
+  """`apply(state, grads, also=()) -> (state, applied)`: one optimizer step and the moving
+  average, unless the gradients, the new parameters or `also` (the loss) are not all
+  finite (a batch of overflowing values): then the state stays as it was and `applied`
+  is False."""
 
-  def apply(state: TrainingState, grads: dict) -> TrainingState:
+  def apply(state: TrainingState, grads: dict, also=()) -> tuple[TrainingState, jax.Array]:
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     average = optax.incremental_update(params, state.average_params, 1.0 - average_decay)
-    return TrainingState(params, opt_state, average)
+    new = TrainingState(params, opt_state, average)
+    applied = all_finite((grads, new, also))
+    return jax.tree.map(lambda n, o: jnp.where(applied, n, o), new, state), applied
 
   return apply
+
+
+def all_finite(tree) -> jax.Array:
+  return jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]).all()
 
 
 def norms(state: TrainingState, grads: dict) -> dict:
@@ -129,8 +139,8 @@ def make_apply_step(optimizer: optax.GradientTransformation, average_decay: floa
 
   @jax.jit
   def apply_step(state: TrainingState, grads: dict, control: jax.Array):
-    state = apply(state, grads)
-    return state, norms(state, grads), control
+    state, applied = apply(state, grads)
+    return state, dict(norms(state, grads), skipped=1.0 - applied), control
 
   return apply_step
 
@@ -166,8 +176,9 @@ def make_sgd_step(
     (grads, metrics), totals = unflatten(jax.lax.psum(flat, distributed.AXIS))
     shares = totals[_WEIGHT]  # devices that took a gradient: each of the mean over its part
     grads, metrics = jax.tree.map(lambda x: x / jnp.maximum(shares, 1.0), (grads, metrics))
-    state = jax.lax.cond(shares > 0, lambda state: apply(state, grads), lambda state: state, state)
-    metrics.update(norms(state, grads))
+    new, applied = apply(state, grads, metrics)
+    state = jax.tree.map(lambda n, o: jnp.where(shares > 0, n, o), new, state)
+    metrics.update(norms(state, grads), skipped=jnp.where(shares > 0, 1.0 - applied, 0.0))
     return state, metrics, totals
 
   def step(state: TrainingState, batch: specs.Unroll, control: jax.Array):
@@ -220,7 +231,7 @@ class Algorithm(NamedTuple):
   name: str
   unrolls_per_update: int  # uploads that make one update's input
   init: Callable  # (params) -> TrainingState
-  check: Callable  # (upload) -> None; raises specs.InvalidUnroll
+  check: Callable  # (upload, info) -> None; raises specs.InvalidUnroll
   assemble: Callable  # (list of uploads) -> the update's input, on the devices
   placeholder: Callable  # () -> an input of the right shapes (compiling, empty shares)
   update: Callable  # jitted (state, input, control) -> (state, metrics, totals)
@@ -241,9 +252,9 @@ def impala(
   """IMPALA, and APPO: the same trajectories, another loss and several steps on each batch."""
   optimizer = make_optimizer(config)
 
-  def check(upload):
+  def check(upload, info: specs.UnrollInfo):
     _expect_kind(upload, config.algorithm, gradients=False)
-    spec.check(upload)
+    spec.check(upload, config.max_abs_input)
 
   return Algorithm(
     config.algorithm,
@@ -266,9 +277,10 @@ def a3c(config: Config, network: networks.Network, spec: specs.UnrollSpec, mesh:
   optimizer = make_optimizer(config)
   layout = jax.eval_shape(network.init, jax.random.PRNGKey(0))
 
-  def check(upload):
+  def check(upload, info: specs.UnrollInfo):
     _expect_kind(upload, config.algorithm, gradients=True)
-    _check_gradients(upload, layout)
+    _check_gradients(upload, layout, config.max_abs_input)
+    episodes.check_report(info, spec, config.max_abs_input)
 
   return Algorithm(
     config.algorithm,
@@ -291,7 +303,7 @@ def _expect_kind(upload, algorithm: str, gradients: bool):
     )
 
 
-def _check_gradients(grads: dict, layout: dict):
+def _check_gradients(grads: dict, layout: dict, max_abs: float):
   names = {(m, n) for m, leaves in grads.items() for n in leaves}
   expected = {(m, n) for m, leaves in layout.items() for n in leaves}
   if names != expected:
@@ -307,5 +319,4 @@ def _check_gradients(grads: dict, layout: dict):
         f"{list(want.shape)}, got {value.dtype.name}{list(value.shape)}",
         "wrong_shape",
       )
-    if not np.isfinite(value).all():
-      raise specs.InvalidUnroll(f"gradients: {m}/{n}: contains NaN or infinity", "not_finite")
+    specs.check_magnitude(f"gradients: {m}/{n}", value, max_abs)

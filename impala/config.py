@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 TORSOS = ("mlp", "minatar", "shallow", "deep")
 ALGORITHMS = ("impala", "appo", "a3c")
 LR_SCHEDULES = ("constant", "linear")
+# What an actor may call itself: a hostname-pid, a pod name; bounded, so that a client
+# cannot grow the learner's tables and logs with its ids.
+ACTOR_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
+ACTOR_ID_ALLOWED = "1-128 letters, digits and ._:@/- , starting with a letter or digit"
+# Sizes beyond which a setting is a typo, not a run this program can hold.
+MAX_LAYER = 16384
 PRESETS = tuple(sorted(p.stem for p in (Path(__file__).parent / "presets").glob("*.toml")))
 
 
@@ -94,6 +101,9 @@ class Config:
   max_abs_reward: float = _field(
     0.0, "clip rewards to [-x, x] in the loss; 0 for no clipping", run=True
   )
+  max_abs_input: float = _field(
+    1e6, "refuse unrolls whose rewards or float observations exceed this magnitude"
+  )
   ppo_clip: float = _field(0.2, "appo: clip the ratio pi/mu to [1 - x, 1 + x]")
   ppo_epochs: int = _field(4, "appo: passes over each batch")
   ppo_minibatches: int = _field(4, "appo: steps per pass, each on a part of the environments")
@@ -109,7 +119,11 @@ class Config:
     "", "write checkpoints here and resume from the newest; empty for none"
   )
   checkpoint_every: float = _field(60.0, "seconds between checkpoints (one more at the end)")
-  keep_checkpoints: int = _field(3, "checkpoints kept; older ones are deleted")
+  keep_checkpoints: int = _field(3, "checkpoints of this run kept; its older ones are deleted")
+  fresh: bool = _field(
+    False,
+    "start a new run although --checkpoint-dir holds checkpoints of other settings (they are kept)",
+  )
 
   # Run control (learner only).
   port: int = _field(50051, "port of the learner's gRPC server (0: any free port)")
@@ -123,6 +137,16 @@ class Config:
     0, "serve Prometheus /metrics on this port (learner and actor); 0 for none"
   )
   max_message_mb: int = _field(64, "largest gRPC message, MiB, on both sides")
+  keepalive_seconds: float = _field(
+    20.0, "seconds between keepalive pings on a quiet connection (either end)"
+  )
+  max_upload_streams: int = _field(
+    512, "learner: upload streams served at once (more are refused; calls keep their own)"
+  )
+  max_streams_per_actor: int = _field(4, "learner: upload streams one actor id may hold open")
+  stream_idle_timeout: float = _field(
+    120.0, "learner: seconds an upload stream may wait for its next unroll before it is closed"
+  )
 
   # Several learners (learner only; see README "Several learners").
   num_learners: int = _field(1, "learner processes that train as one, data-parallel")
@@ -191,6 +215,8 @@ class Config:
 
 # The environment, network and loss settings (marked run=True above).
 RUN_SETTINGS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("run"))
+# What a checkpoint must have been written with to be resumed: the same task and network.
+RESUME_SETTINGS = ("env_id", "env_kwargs", "torso", "hidden_sizes", "lstm_size")
 
 
 def _check(self: Config):
@@ -211,7 +237,17 @@ def _check(self: Config):
     "ppo_clip",
     "ppo_epochs",
     "ppo_minibatches",
+    "max_abs_input",
+    "max_upload_streams",
+    "max_streams_per_actor",
+    "stream_idle_timeout",
   )
+  for field in dataclasses.fields(self):  # NaN only means "none" for --stop-at-return
+    value = getattr(self, field.name)
+    if isinstance(value, float) and not (
+      math.isfinite(value) or (field.name == "stop_at_return" and math.isnan(value))
+    ):
+      _bad(field.name, value, "must be a finite number")
   for name in positive:
     if not getattr(self, name) > 0:
       _bad(name, getattr(self, name), "must be > 0")
@@ -230,6 +266,19 @@ def _check(self: Config):
   for name in non_negative:
     if not getattr(self, name) >= 0:
       _bad(name, getattr(self, name), "must be >= 0")
+  if not self.keepalive_seconds >= 2.0:  # what the server accepts: see credentials.py
+    _bad("keepalive_seconds", self.keepalive_seconds, "must be >= 2")
+  limits = dict(
+    num_envs=1 << 16,
+    unroll_length=1 << 16,
+    lstm_size=MAX_LAYER,
+    max_message_mb=2047,  # gRPC's limit: 2 GiB - 1 bytes
+    seed=2**32 - 1,
+    local_actors=1024,
+  )
+  for name, limit in limits.items():
+    if getattr(self, name) > limit:
+      _bad(name, getattr(self, name), f"must be <= {limit}")
   if not self.num_learners >= 1:
     _bad("num_learners", self.num_learners, "must be >= 1")
   if not 0 <= self.learner_index < self.num_learners:
@@ -254,8 +303,10 @@ def _check(self: Config):
     _bad("lr_decay_frames", 0, "a linear schedule needs --lr-decay-frames or --max-frames")
   if self.torso not in TORSOS:
     _bad("torso", self.torso, f"allowed: {', '.join(TORSOS)}")
-  if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
-    _bad("hidden_sizes", self.hidden_sizes, "must be one or more positive sizes")
+  if not self.hidden_sizes or any(not 0 < h <= MAX_LAYER for h in self.hidden_sizes):
+    _bad("hidden_sizes", self.hidden_sizes, f"must be one or more sizes in [1, {MAX_LAYER}]")
+  if self.actor_id and not ACTOR_ID.fullmatch(self.actor_id):
+    _bad("actor_id", self.actor_id, ACTOR_ID_ALLOWED)
   if not 0.0 <= self.discount <= 1.0:
     _bad("discount", self.discount, "must be in [0, 1]")
   for name in ("rmsprop_decay", "average_decay"):

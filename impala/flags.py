@@ -27,6 +27,10 @@ def _parse(field: dataclasses.Field, text: str) -> Any:
   """Turns flag or environment text into the field's type, or raises ConfigError."""
   kind = type(config_lib.default(field))
   try:
+    if kind is bool:
+      return {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}[
+        text.strip().lower()
+      ]
     if kind is tuple:
       return tuple(int(x) for x in text.split(",") if x.strip())
     if kind is dict:
@@ -35,8 +39,12 @@ def _parse(field: dataclasses.Field, text: str) -> Any:
         raise ValueError
       return value
     return kind(text)
-  except ValueError:
-    what = {tuple: "comma-separated integers", dict: "a JSON object"}.get(kind, kind.__name__)
+  except (ValueError, KeyError):
+    what = {
+      tuple: "comma-separated integers",
+      dict: "a JSON object",
+      bool: "true or false",
+    }.get(kind, kind.__name__)
     raise ConfigError(
       f"bad value for --{field.name.replace('_', '-')}: {text!r} (expected {what})"
     ) from None
@@ -66,11 +74,13 @@ def from_args(
   fields = dataclasses.fields(Config)
   for field in fields:
     choices = field.metadata.get("choices")
+    switch = type(config_lib.default(field)) is bool  # --fresh, or --fresh false
     parser.add_argument(
       "--" + field.name.replace("_", "-"),
       dest=field.name,
       default=None,
       metavar="X",
+      **(dict(nargs="?", const="true") if switch else {}),
       help=f"{field.metadata['doc']} (default: {config_lib.default(field)!r}; "
       f"env {env_name(field)})" + (f"; one of {', '.join(choices)}" if choices else ""),
     )

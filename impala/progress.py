@@ -5,9 +5,11 @@ and as a line of `progress.jsonl` (what `python -m impala.plot` draws)."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
+import threading
 import time
 
 from impala.learner.snapshot import Snapshot
@@ -32,9 +34,14 @@ SCALARS = {
 
 
 def record(
-  s: Snapshot, seconds: float, since: tuple[float, int, int], learning_rate: float
+  s: Snapshot,
+  seconds: float,
+  since: tuple[float, int, int],
+  learning_rate: float,
+  waiting_for: str = "",
 ) -> dict:
-  """A progress record of snapshot `s`; rates over the interval since (time, frames, updates)."""
+  """A progress record of snapshot `s`; rates over the interval since (time, frames,
+  updates); `waiting_for` says what the learner waits for now."""
   interval = max(time.monotonic() - since[0], 1e-9)
   return dict(
     seconds=round(seconds, 2),
@@ -46,6 +53,7 @@ def record(
     learning_rate=learning_rate,
     frames_per_second=(s.frames - since[1]) / interval,
     updates_per_second=(s.updates - since[2]) / interval,
+    waiting_for=waiting_for,
     **s.metrics,
   )
 
@@ -59,6 +67,11 @@ def line(r: dict) -> str:
     f"unrolls {r['received']:,} = {r['accepted']:,} accepted + {r['duplicates']} dup + "
     f"{r['stale']} stale + {sum(r['rejected'].values())} rejected + {r['abandoned']} abandoned"
     + (f"  unauthenticated calls {r['unauthenticated']}" if r["unauthenticated"] else "")
+    + (
+      f"  (waiting for {r['waiting_for']})"
+      if r["waiting_for"] and not r["updates_per_second"]
+      else ""
+    )
   )
 
 
@@ -103,3 +116,30 @@ class RunLog:
   def close(self):
     self._writer.close()
     self._jsonl.close()
+
+
+class RateLimit(logging.Filter):
+  """Passes at most `burst` log lines of one kind (one format string) per `period` s; the
+  next one that passes says how many were held back. A client that reconnects in a loop,
+  or thousands of actors, cannot flood the log."""
+
+  def __init__(self, burst: int = 10, period: float = 60.0):
+    super().__init__()
+    self.burst, self.period = burst, period
+    self._lock = threading.Lock()
+    self._kinds: dict = {}  # format string -> [window start, passed, held back]
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    now = time.monotonic()
+    with self._lock:
+      kind = self._kinds.setdefault(record.msg, [now, 0, 0])
+      if now - kind[0] >= self.period:
+        kind[0], kind[1] = now, 0
+      if kind[1] >= self.burst:
+        kind[2] += 1
+        return False
+      kind[1] += 1
+      held, kind[2] = kind[2], 0
+    if held:
+      record.msg = f"{record.msg} ({held} more like this not shown)"
+    return True

@@ -100,8 +100,9 @@ class UnrollSpec(NamedTuple):
       tuple(np.zeros(shape, dtype) for shape, dtype in layout.core_state),
     )
 
-  def check(self, unroll: Unroll):
-    """Raises InvalidUnroll naming the first field that does not fit."""
+  def check(self, unroll: Unroll, max_abs: float = np.inf):
+    """Raises InvalidUnroll naming the first field that does not fit, or whose floats
+    are not finite or exceed `max_abs` in magnitude."""
     layout = self.layout()
     for name, (shape, dtype) in zip(Unroll._fields[:-1], layout[:-1]):
       value = getattr(unroll, name)
@@ -110,12 +111,11 @@ class UnrollSpec(NamedTuple):
           f"{name}: expected {dtype.name}{list(shape)}, got {value.dtype.name}{list(value.shape)}",
           "wrong_shape",
         )
-    finite = ("rewards", "behaviour_logits") + (
+    bounded = ("rewards", "behaviour_logits") + (
       ("observations",) if np.dtype(self.observation_dtype).kind == "f" else ()
     )
-    for name in finite:
-      if not np.isfinite(getattr(unroll, name)).all():
-        raise InvalidUnroll(f"{name}: contains NaN or infinity", "not_finite")
+    for name in bounded:
+      check_magnitude(name, getattr(unroll, name), max_abs)
     a = self.num_actions
     if unroll.actions.size and not (0 <= unroll.actions.min() and unroll.actions.max() < a):
       raise InvalidUnroll(f"actions: out of range [0, {a})", "action_out_of_range")
@@ -128,6 +128,21 @@ class UnrollSpec(NamedTuple):
       s.shape != shape or s.dtype != dtype for s in unroll.core_state
     ):
       raise InvalidUnroll(f"core_state: expected 2 float32{list(shape)}", "wrong_shape")
+    for state in unroll.core_state:
+      check_magnitude("core_state", state, max_abs)
+
+
+def check_magnitude(name: str, values: np.ndarray, max_abs: float):
+  """InvalidUnroll unless every value is finite and within [-max_abs, max_abs]: finite
+  float32s as large as 3e38 still overflow the loss, and the parameters with it."""
+  if not np.isfinite(values).all():
+    raise InvalidUnroll(f"{name}: contains NaN or infinity", "not_finite")
+  if values.size and np.abs(values).max() > max_abs:
+    raise InvalidUnroll(
+      f"{name}: magnitude {np.abs(values).max():.3g} exceeds the bound {max_abs:g} "
+      "(--max-abs-input)",
+      "too_large",
+    )
 
 
 def _concatenate_aligned(parts: list[np.ndarray], axis: int) -> np.ndarray:

@@ -107,7 +107,9 @@ def test_learner_metrics_exist_and_move(run):
   ):
     assert (gauge, ()) in second, gauge
   seen = [k for k in second if k[0] == "impala_actor_last_seen_timestamp_seconds"]
-  assert {dict(labels)["actor"] for _, labels in seen} == {"local-0", "local-1"}
+  # Local actors' ids name the run: another run's actors on this machine are not these.
+  actors = {tuple(dict(labels)["actor"].rsplit("-", 1)) for _, labels in seen}
+  assert {name for name, _ in actors} == {"local-0", "local-1"} and len({r for _, r in actors}) == 1
   # Resource usage of the process.
   assert value(second, "process_cpu_seconds_total") > 0
   assert value(second, "process_resident_memory_bytes") > 50e6

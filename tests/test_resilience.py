@@ -188,3 +188,34 @@ def test_32_synthetic_actors_at_full_speed_counters_add_up_and_memory_stays_flat
     f"load: {streams} streams, {seconds} s, {unrolls['accepted'] / seconds:.0f} unrolls/s; "
     f"learner RSS {warm / 2**20:.0f} MiB after warm-up, {final / 2**20:.0f} MiB at the end"
   )
+
+
+def test_max_seconds_and_progress_records_keep_their_clock_through_long_updates(tmp_path):
+  """A big MLP on 1,024 environments a batch: compiling the update and each update take
+  seconds. The run still stops within a few seconds of --max-seconds, and a progress
+  record comes every second meanwhile, saying what the learner waits for."""
+  limit = 20
+  args = ["--local-actors", "1", "--hidden-sizes", "1024,1024", "--num-envs", "64"]
+  args += ["--batch-size", "16", "--max-seconds", str(limit), "--log-every", "1"]
+  started = time.monotonic()
+  learner = start(
+    "learner_server.py",
+    *args,
+    "--port",
+    str(free_port()),
+    "--logdir",
+    str(tmp_path),
+    IMPALA_KEEPALIVE_SECONDS="2",  # actors ping through the long silences
+  )
+  out, err = learner.communicate(timeout=limit + 60)
+  wall = time.monotonic() - started
+  summary = json.loads(out.strip().splitlines()[-1])
+  assert learner.returncode == 0 and summary["stop_reason"] == "max_seconds", err[-2000:]
+  assert wall < limit + 15, wall  # GRACE, stopping the actor and the server: a few seconds
+  records = [json.loads(line) for line in open(tmp_path / "progress.jsonl")]
+  gaps = [b["seconds"] - a["seconds"] for a, b in zip(records, records[1:-1])]  # not the stop's
+  assert len(records) >= limit - 8 and max(gaps) < 2.5, gaps
+  held = {r["waiting_for"] for r in records if not r["updates_per_second"]}
+  assert held & {"compiling", "the update"}, held  # the clock reported while an update held on
+  assert "too_many_pings" not in err and "unavailable" not in err
+  assert_accounted(summary)

@@ -11,7 +11,7 @@ from conftest import free_port, upload
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from impala import actor as actor_lib
-from impala import healthcheck
+from impala import healthcheck, testing
 from impala.actor import Session
 from impala.config import Config
 from impala.learner import Learner
@@ -220,5 +220,31 @@ def test_a_learner_that_falls_behind_slows_its_actors_down_and_loses_nothing():
     assert not thread.is_alive()
     assert learner.snapshot().accepted == 12 and learner.snapshot().updates == 12  # nothing lost
   finally:
+    grpc_server.stop(grace=None).wait()
+    learner.close()
+
+
+def test_an_upload_waiting_through_a_long_update_survives_the_actors_pings(small_config):
+  """The learner holds the reply while its queue is full (here: no update for 10 s) and
+  no data flows; an actor that pings every 2 s is not sent GOAWAY "too_many_pings"."""
+  learner = Learner(dataclasses.replace(small_config, queue_size=1))
+  learner.start()
+  grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+  client = client_for(port, keepalive_seconds=2.0)
+  stream = client.upload_stream()
+  unroll = testing.random_unroll(learner.spec)
+  try:
+    for sequence in range(10):  # more than the queue and the batcher hold
+      stream.send(codec.encode_unroll(unroll, testing.info("pinger", sequence, 1)))
+    taken = 0
+    while stream.next_reply(timeout=3) is not None:
+      taken += 1
+    assert 0 < taken < 10
+    assert stream.next_reply(timeout=10) is None  # 10 s more without a byte: 5 pings
+    assert learner.step(timeout=10)
+    assert stream.next_reply(timeout=10) is not None  # the same stream, still open
+  finally:
+    stream.close()
+    client.close()
     grpc_server.stop(grace=None).wait()
     learner.close()

@@ -57,7 +57,25 @@ class Session:
     self.stalls = 0  # 0.1 s waits for a learner that fell behind (backpressure)
     self.reconnects = 0
     self.rollout: Rollout | None = None  # built from the handshake
+    self.run_id = ""  # of the learner this actor acts for
     self._unanswered = collections.deque()  # serialized unrolls sent but not yet answered
+
+  def joined(self, run_id: str):
+    """The handshake named the learner's run. Another run than before (a restarted
+    learner, or another one on this address) is said, and the unrolls that its
+    predecessor did not answer are dropped: their parameters versions are another
+    learner's."""
+    if self.run_id and run_id != self.run_id:
+      log.warning(
+        "the learner at %s is now run %s (was %s): a restarted learner, or another one; "
+        "%d unanswered unrolls dropped",
+        self.config.grpc_host,
+        run_id,
+        self.run_id,
+        len(self._unanswered),
+      )
+      self._unanswered.clear()
+    self.run_id = run_id
 
   def prepare(self, run_config: Config):
     """Builds the rollout for the run; keeps it when a reconnect brings the same run."""
@@ -108,6 +126,9 @@ class Session:
     try:
       for raw in self._unanswered:  # sent on a stream that broke: nothing is lost
         stream.send(raw)
+      # Answered before any new one is made: a learner that refuses the stream (at its
+      # limit of streams) does not make the actor pile up unrolls.
+      self._take_replies(stream, stop, keep=MAX_IN_FLIGHT - 1)
       while self._wants_more(stop, max_unrolls):
         raw = self.encode(client, *self.unroll(params, version), params)
         self._unanswered.append(raw)
@@ -152,8 +173,9 @@ class Session:
         if setup.learner_address:  # several learners: the first one sends each actor to one
           client.close()
           client = LearnerClient(dataclasses.replace(self.config, grpc_host=setup.learner_address))
-          _, config = client.hello(self.actor_id)
-          log.info("assigned to learner %s", setup.learner_address)
+          setup, config = client.hello(self.actor_id)
+          log.info("assigned to learner %s", client.config.grpc_host)
+        self.joined(setup.run_id)
         backoff.reset()
         self.prepare(config)
         self._act(client, stop, max_unrolls)

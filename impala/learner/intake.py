@@ -10,6 +10,10 @@ import threading
 from collections.abc import Callable
 
 from impala import specs
+from impala.learner import episodes
+from impala.learner.registry import Recent
+
+FORGOTTEN = "(forgotten)"  # unrolls_by_actor: the accepted unrolls of actors forgotten since
 
 
 @dataclasses.dataclass
@@ -28,18 +32,31 @@ class Counts:
 
 
 class _Sender:
-  """One actor process's sequence of uploads: the newest sequence number taken."""
+  """One actor process's sequence of uploads: the newest sequence number taken, and the
+  episodes under way in its environments."""
 
   def __init__(self):
     self.lock = threading.Lock()  # one at a time: a resend may race its first delivery
     self.last = -1
+    self.under_way: episodes.UnderWay | None = None
+
+  def episodes(self, upload, info: specs.UnrollInfo) -> tuple:
+    """(returns, lengths) of the episodes that end in an upload taken next: derived from a
+    trajectory; an actor's report (already checked) only when it sent no trajectory."""
+    if not isinstance(upload, specs.Unroll):
+      return info.episode_returns, info.episode_lengths
+    if self.under_way is None or info.sequence != self.last + 1:  # first, or after a gap
+      n = upload.rewards.shape[1]
+      self.under_way = episodes.UnderWay(n, from_start=info.sequence == self.last + 1 == 0)
+    return episodes.ended(upload, self.under_way)
 
 
 class Intake:
   """Checks each upload and queues it for the batcher, or says why not.
 
-  `check(upload)` raises specs.InvalidUnroll; `version()` is the learner's newest
-  parameters version; `seen(actor_id)` is told of every upload.
+  `check(upload, info)` raises specs.InvalidUnroll; `version()` is the learner's newest
+  parameters version; `seen(actor_id)` is told of every upload. Episode statistics are
+  derived from the trajectories (see episodes.py).
   """
 
   def __init__(
@@ -58,7 +75,9 @@ class Intake:
     self._check, self._version, self._seen = check, version, seen
     self._max_policy_lag = max_policy_lag
     self._counts = Counts()
-    self._senders: dict[tuple[str, int], _Sender] = {}
+    self._senders = Recent()  # (actor id, incarnation) -> _Sender
+    self._by_actor = Recent(forget=self._forget)  # actor id -> [accepted]
+    self._forgotten = 0
     self._returns: collections.deque = collections.deque(maxlen=100)
     self._lengths: collections.deque = collections.deque(maxlen=100)
 
@@ -73,36 +92,47 @@ class Intake:
     long as `keep_waiting()` holds and the intake is open. Raises specs.InvalidUnroll.
     """
     try:
-      self._check(upload)
+      self._check(upload, info)
+      if info.params_version > self._version():
+        raise specs.InvalidUnroll(
+          f"params_version: {info.params_version} is ahead of the learner's newest "
+          f"version {self._version()}",
+          "version_ahead",
+        )
     except specs.InvalidUnroll as e:
       self.reject(e.reason)
       raise
     with self.lock:
       self._counts.received += 1
       self._busy += 1
-      sender = self._senders.setdefault((info.actor_id, info.incarnation), _Sender())
-    outcome = None  # abandoned, unless admitted
+      sender = self._senders.use((info.actor_id, info.incarnation), _Sender)
+    outcome, ended = None, None  # abandoned, unless admitted
     try:
       self._seen(info.actor_id)
       with sender.lock:
         outcome = self._admit(upload, info, sender.last, keep_waiting)
         if outcome in ("accepted", "stale"):
+          ended = sender.episodes(upload, info)
           sender.last = info.sequence
     finally:
       with self.lock:
-        self._count(outcome, info)
+        self._count(outcome, info, ended)
         self._busy -= 1
         self._idle.notify_all()
     return outcome
 
-  def _count(self, outcome: str | None, info: specs.UnrollInfo):
+  def _forget(self, actor_id: str, accepted: list):
+    self._forgotten += accepted[0]
+
+  def _count(self, outcome: str | None, info: specs.UnrollInfo, ended):
     c = self._counts
     if outcome == "accepted":
       c.accepted += 1
-      c.by_actor[info.actor_id] += 1
-      c.episodes += len(info.episode_returns)
-      self._returns.extend(info.episode_returns.tolist())
-      self._lengths.extend(info.episode_lengths.tolist())
+      self._by_actor.use(info.actor_id, lambda: [0])[0] += 1
+      returns, lengths = ended
+      c.episodes += len(returns)
+      self._returns.extend(returns.tolist())
+      self._lengths.extend(lengths.tolist())
     elif outcome == "duplicate":
       c.duplicates += 1
     elif outcome == "stale":
@@ -143,9 +173,10 @@ class Intake:
     """A copy of the counts, with the last 100 episode returns and lengths."""
     with self.lock:
       c = self._counts
-      counts = dataclasses.replace(
-        c, rejected=collections.Counter(c.rejected), by_actor=collections.Counter(c.by_actor)
-      )
+      by_actor = collections.Counter({a: n[0] for a, n in self._by_actor.values().items()})
+      if self._forgotten:
+        by_actor[FORGOTTEN] = self._forgotten
+      counts = dataclasses.replace(c, rejected=collections.Counter(c.rejected), by_actor=by_actor)
       return counts, list(self._returns), list(self._lengths)
 
   def close(self, timeout: float = 5.0):

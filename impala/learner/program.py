@@ -25,15 +25,16 @@ from impala.transport import server
 ACTOR_GRACE = 5.0
 
 
-def start_local_actors(count: int, port: int, learner: int = 0) -> list[subprocess.Popen]:
+def start_local_actors(count: int, port: int, run_id: str) -> list[subprocess.Popen]:
   """Actor processes on this machine, each in its own session (Ctrl-C goes to the learner
-  only); those of learner i > 0 are named local-i-N, so that ids stay unique in a job."""
+  only), named local-N-RUN: unique in a job of several learners, and told apart from
+  another run's on the same machine."""
   children = []
   for n in range(count):
     env = dict(
       os.environ,
       GRPC_HOST=f"localhost:{port}",
-      IMPALA_ACTOR_ID=f"local-{n}" if learner == 0 else f"local-{learner}-{n}",
+      IMPALA_ACTOR_ID=f"local-{n}-{run_id}",
       IMPALA_PARENT_PID=str(os.getpid()),
       IMPALA_METRICS_PORT="0",
     )
@@ -56,15 +57,70 @@ def stop_processes(children: list[subprocess.Popen]):
       child.wait()
 
 
+def save(learner: Learner, wait: bool = True) -> str | None:
+  """Writes a checkpoint; a failure (a full disk, a folder gone) is said, not fatal."""
+  try:
+    return learner.save_checkpoint(wait)
+  except OSError as e:
+    print(f"learner: checkpoint not written: {e}", file=sys.stderr, flush=True)
+    return None
+
+
 def report(learner: Learner, elapsed: float, since: tuple, console, run_log) -> tuple:
   """Shows (and logs) the learner's figures; returns the new (time, frames, updates) mark."""
-  snapshot = learner.snapshot(metrics=True)
+  snapshot = learner.snapshot(metrics=True, wait=False)  # on the clock: never held up
   rate = float(algorithms.learning_rate(learner.config)(snapshot.updates))
-  record = progress.record(snapshot, elapsed, since, rate)
+  record = progress.record(snapshot, elapsed, since, rate, learner.activity)
   console.show(progress.line(record))
   if run_log:
     run_log.write(record)
   return time.monotonic(), record["frames"], record["updates"]
+
+
+class Clock:
+  """The run's clock, on a thread of its own: a progress record every --log-every s
+  whatever the learner is doing (saying what it waits for), `out_of_time` once
+  --max-seconds have passed, and `overrun()` called if the run has not stopped GRACE s
+  after that (an update or a compilation holds the main thread)."""
+
+  GRACE = 5.0
+
+  def __init__(self, config, started: float, learner: Learner, console, run_log, overrun):
+    self.out_of_time = threading.Event()
+    self._config, self._started, self._learner = config, started, learner
+    self._console, self._run_log, self._overrun = console, run_log, overrun
+    first = learner.snapshot()
+    self._mark = (time.monotonic(), first.frames, first.updates)
+    self._lock = threading.Lock()  # one record at a time
+    self._stopped = threading.Event()
+    self._thread = threading.Thread(target=self._run, name="clock", daemon=True)
+    self._thread.start()
+
+  def report(self):
+    with self._lock:
+      elapsed = time.monotonic() - self._started
+      self._mark = report(self._learner, elapsed, self._mark, self._console, self._run_log)
+
+  def stop(self):
+    self._stopped.set()
+
+  def _run(self):
+    limit = self._config.max_seconds
+    deadline = self._started + limit if limit else math.inf
+    next_record = time.monotonic() + self._config.log_every
+    while True:
+      wake = min(next_record, deadline + (self.GRACE if self.out_of_time.is_set() else 0.0))
+      if self._stopped.wait(max(0.0, wake - time.monotonic())):
+        return
+      now = time.monotonic()
+      if now >= next_record:
+        self.report()
+        next_record = max(next_record + self._config.log_every, now)
+      if self.out_of_time.is_set() and now >= deadline + self.GRACE:
+        self._overrun()
+        return
+      if now >= deadline:
+        self.out_of_time.set()
 
 
 def train(
@@ -74,7 +130,9 @@ def train(
   What must outlive the run (the /metrics server) is left on `resources`.
 
   Several learners stop together, after the same update: on the mean return over all of
-  them, or when any one of them is out of time or terminated.
+  them, or when any one of them is out of time or terminated. A learner alone that an
+  update or a compilation holds past --max-seconds stops from its clock's thread, with
+  the newest update computed, and exits.
   """
   distributed.initialize(config)
   learner = Learner(config)
@@ -103,7 +161,7 @@ def train(
   )
   print(f"preset {config.preset or '(none)'}; {presets.describe(config)}", file=sys.stderr)
   learner.start()
-  children = start_local_actors(config.local_actors, port, learner.index)
+  children = start_local_actors(config.local_actors, port, learner.run_id)
   terminated = threading.Event()  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0
   if threading.current_thread() is threading.main_thread():
     resources.callback(
@@ -112,27 +170,50 @@ def train(
   console = progress.Console()
   run_log = progress.RunLog(config.logdir, presets.to_toml(config)) if config.logdir else None
   target = config.stop_at_return
+  missed = 1 if not math.isnan(target) else 0  # a cap came before the target return
+  finishing = threading.Lock()  # the stop runs once: on this thread, or on the clock's
+
+  def finish(reason: str) -> dict:
+    """Stops serving and acting; the last checkpoint, progress record and summary."""
+    # NOT_SERVING first (probes and load balancers stop sending), then no new unrolls.
+    health.enter_graceful_shutdown()
+    stop_processes(children)
+    grpc_server.stop(grace=1.0).wait()
+    learner.close()
+    learner.finish_update(timeout=Clock.GRACE)  # else: what the newest computed update holds
+    final_checkpoint = save(learner, wait=False) if leader and config.checkpoint_dir else None
+    clock.report()  # the figures at the stop: curves end where the run did
+    console.close()
+    if run_log:
+      run_log.close()
+    return summary(
+      learner.snapshot(),
+      time.monotonic() - started,
+      reason,
+      final_checkpoint,
+      params_digest(learner.state(wait=False).params),
+    )
+
+  def overrun():
+    if learner.num_learners == 1 and finishing.acquire(blocking=False):
+      print(json.dumps(finish("max_seconds")), flush=True)
+      sys.stderr.flush()
+      os._exit(missed)  # the update in flight cannot be interrupted; the run is over
+
+  clock = Clock(config, started, learner, console, run_log, overrun)
+  learner.activity = "compiling"
   reason, status = "interrupted", 130
-  last_log = None
   try:
     learner.compile()
-    last_log = (time.monotonic(), first.frames, first.updates)
-    last_checkpoint = last_log[0]
+    last_checkpoint = time.monotonic()
     while True:
-      elapsed = time.monotonic() - started
-      learner.step(
-        terminate=terminated.is_set(),
-        out_of_time=bool(config.max_seconds and elapsed >= config.max_seconds),
-      )
+      learner.step(terminate=terminated.is_set(), out_of_time=clock.out_of_time.is_set())
       now = time.monotonic()
       if leader and config.checkpoint_dir and now - last_checkpoint >= config.checkpoint_every:
-        learner.save_checkpoint()
+        save(learner)
         last_checkpoint = now
-      if now - last_log[0] >= config.log_every:
-        last_log = report(learner, now - started, last_log, console, run_log)
       # Decided on what all learners agreed on in the update (one learner: its own figures).
       votes = learner.votes()
-      missed = 1 if not math.isnan(target) else 0  # a cap came before the target return
       if votes.return_count >= 100 * learner.num_learners and votes.return_mean() >= target:
         reason, status = "stop_at_return", 0
       elif votes.terminate:
@@ -147,25 +228,11 @@ def train(
   except KeyboardInterrupt:
     pass
   finally:
-    # NOT_SERVING first (probes and load balancers stop sending), then no new unrolls;
-    # no update is in flight here: this thread runs them.
-    health.enter_graceful_shutdown()
-    stop_processes(children)
-    grpc_server.stop(grace=1.0).wait()
-    learner.close()
-    final_checkpoint = learner.save_checkpoint() if leader and config.checkpoint_dir else None
-    if last_log is not None:  # the figures at the stop: curves end where the run did
-      report(learner, time.monotonic() - started, last_log, console, run_log)
-    console.close()
-    if run_log:
-      run_log.close()
-  return summary(
-    learner.snapshot(),
-    time.monotonic() - started,
-    reason,
-    final_checkpoint,
-    params_digest(learner.state().params),
-  ), status
+    clock.stop()
+    if not finishing.acquire(blocking=False):  # the clock's thread is stopping the run
+      threading.Event().wait()
+    result = finish(reason)
+  return result, status
 
 
 def summary(s, seconds: float, reason: str, checkpoint: str | None, digest: str) -> dict:
@@ -190,6 +257,8 @@ def main(argv=None, started: float | None = None) -> int:
     config = flags.from_args(argv, description="IMPALA learner (gRPC server).")
     logging.basicConfig(format="%(asctime)s learner %(message)s")
     logging.getLogger("impala").setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+      handler.addFilter(progress.RateLimit())
     batcher.keep_freed_memory()
     with contextlib.ExitStack() as resources:
       result, status = train(config, started, resources)

@@ -17,6 +17,7 @@ import numpy as np
 COUNTERS = (
   "frames",
   "updates",
+  "skipped_updates",
   "episodes",
   "received",
   "accepted",
@@ -34,6 +35,7 @@ class Snapshot:
   version: int  # of the newest parameters; actors start at 0, "nothing yet"
   frames: int  # environment steps consumed by updates (all learners)
   updates: int
+  skipped_updates: int  # updates whose gradients or loss were not finite: state kept as it was
   episodes: int  # episodes reported by this learner's actors
   received: int  # uploads that reached this learner, decodable or not
   accepted: int  # queued for training
@@ -90,6 +92,7 @@ def take(
   version: int,
   frames: int,
   updates: int,
+  skipped_updates: int,
   policy_lag: float,
   policy_lag_mean: float,
   votes,
@@ -104,6 +107,7 @@ def take(
     version=version,
     frames=frames,
     updates=updates,
+    skipped_updates=skipped_updates,
     episodes=counts.episodes,
     received=counts.received,
     accepted=counts.accepted,

@@ -78,6 +78,7 @@ def _typed(path, field: dataclasses.Field, value):
     int: isinstance(value, int) and not isinstance(value, bool),
     float: isinstance(value, (int, float)) and not isinstance(value, bool),
     str: isinstance(value, str),
+    bool: isinstance(value, bool),
     tuple: isinstance(value, list) and all(type(x) is int for x in value),
     dict: isinstance(value, dict),
   }[kind]

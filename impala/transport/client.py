@@ -19,6 +19,7 @@ RETRYABLE = frozenset(
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.CANCELLED,
     grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,  # the learner serves its most upload streams
   }
 )
 
@@ -28,7 +29,7 @@ class LearnerClient:
 
   def __init__(self, config: Config):
     self.config = config
-    options = channel_options(config.max_message_bytes)
+    options = channel_options(config)
     if config.tls_server_name:
       options.append(("grpc.ssl_target_name_override", config.tls_server_name))
     credentials = client_credentials(config)

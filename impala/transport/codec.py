@@ -8,9 +8,10 @@ import functools
 import json
 
 import numpy as np
+from google.protobuf import message as protobuf_message
 
 from impala import specs
-from impala.config import RUN_SETTINGS, Config
+from impala.config import ACTOR_ID, ACTOR_ID_ALLOWED, RUN_SETTINGS, Config
 from impala.transport import frames
 from impala.transport.payload import DecodeError, Payload, decode, parse
 from impala.transport.proto import impala_pb2 as pb
@@ -77,6 +78,7 @@ def decode_unroll(raw: bytes) -> tuple[specs.Unroll | dict, specs.UnrollInfo]:
   for name in (() if msg.gradients else _UNROLL_FIELDS) + ("episode_returns", "episode_lengths"):
     if not msg.HasField(name):
       raise DecodeError(f"{name}: missing")
+  check_actor_id(msg.actor_id)
   returns = decode(msg.episode_returns, payload, "episode_returns")
   lengths = decode(msg.episode_lengths, payload, "episode_lengths")
   if returns.ndim != 1 or returns.dtype != np.float32 or not np.isfinite(returns).all():
@@ -97,6 +99,22 @@ def decode_unroll(raw: bytes) -> tuple[specs.Unroll | dict, specs.UnrollInfo]:
       observations=_rebuild_stacks(unroll, decode(msg.frame_history, payload, "frame_history"))
     )
   return unroll, info
+
+
+def check_actor_id(actor_id: str):
+  """DecodeError unless `actor_id` is one an actor may have (ids key the learner's tables
+  and its log lines)."""
+  if not ACTOR_ID.fullmatch(actor_id):
+    shown = actor_id if len(actor_id) <= 40 else actor_id[:40] + "..."
+    raise DecodeError(f"actor_id: {shown!r} is not {ACTOR_ID_ALLOWED}")
+
+
+def parse_request(message_type, raw: bytes):
+  """A small request message (Hello, GetWeights) parsed, or DecodeError."""
+  try:
+    return message_type.FromString(raw)
+  except protobuf_message.DecodeError as e:
+    raise DecodeError(f"{message_type.DESCRIPTOR.name}: malformed message: {e}") from None
 
 
 def _rebuild_stacks(unroll: specs.Unroll, history: np.ndarray) -> np.ndarray:

@@ -7,18 +7,30 @@ import grpc
 
 from impala.config import Config, read_file
 
+# The server accepts a client's pings this often even while no data flows (gRPC's
+# default is every 5 minutes; a client that pings more often during a long update is
+# sent GOAWAY "too_many_pings"). --keepalive-seconds may not go below twice this.
+ACCEPT_PINGS_EVERY_MS = 1000
 
-def channel_options(max_message_bytes: int) -> list:
-  """Options of both ends. Upload streams live long and can sit idle while the learner
-  is busy: both ends ping every 20 s (and accept pings every 10 s) to notice a dead peer."""
-  return [
-    ("grpc.max_send_message_length", max_message_bytes),
-    ("grpc.max_receive_message_length", max_message_bytes),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+
+def channel_options(config: Config, server: bool = False) -> list:
+  """Options of either end. Upload streams live long and sit idle while the learner is
+  busy: both ends ping every --keepalive-seconds to notice a dead peer."""
+  every = round(config.keepalive_seconds * 1000)
+  options = [
+    ("grpc.max_send_message_length", config.max_message_bytes),
+    ("grpc.max_receive_message_length", config.max_message_bytes),
+    ("grpc.keepalive_time_ms", every),
+    ("grpc.keepalive_timeout_ms", max(every, 20_000)),
     ("grpc.http2.max_pings_without_data", 0),
   ]
+  if server:
+    options += [
+      ("grpc.http2.min_ping_interval_without_data_ms", ACCEPT_PINGS_EVERY_MS),
+      # A second learner on a busy port must fail to bind, not share it silently.
+      ("grpc.so_reuseport", 0),
+    ]
+  return options
 
 
 def bearer(token: str) -> tuple:

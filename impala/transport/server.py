@@ -1,17 +1,23 @@
 """The learner's gRPC service: protobuf in, arrays to the Learner, bytes out.
 
 Bad input is answered with a precise status and message and never reaches the
-update: INVALID_ARGUMENT for a malformed unroll (it ends that actor's upload
-stream), FAILED_PRECONDITION for a protocol mismatch, UNAUTHENTICATED for a call
-without the run's token. TLS (optionally mutual) is configured from files.
+update: INVALID_ARGUMENT for a malformed request or unroll (it ends that actor's
+upload stream), FAILED_PRECONDITION for a protocol mismatch, UNAUTHENTICATED for a
+call without the run's token, RESOURCE_EXHAUSTED for an upload stream over the
+limits. Upload streams are bounded (Streams), so that Hello, GetWeights and health
+checks always have threads of their own. TLS (optionally mutual) is configured from
+files.
 """
 
 from __future__ import annotations
 
+import collections
 import hmac
+import itertools
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
@@ -26,6 +32,90 @@ from impala.transport.proto import impala_pb2 as pb
 log = logging.getLogger("impala.learner")
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+UNARY_THREADS = 16  # the server's threads that upload streams cannot take
+
+
+class Streams:
+  """The upload streams being served: at most `limit` at once, `per_actor` for one actor
+  id, and each closed once it has waited `idle_timeout` s for its next unroll (a stream
+  that sends nothing would hold its thread for good). `on_full(full)` is told when the
+  streams reach and leave `limit`."""
+
+  def __init__(self, limit: int, per_actor: int, idle_timeout: float, on_full: Callable):
+    self.limit, self.per_actor, self.idle_timeout = limit, per_actor, idle_timeout
+    self._on_full = on_full
+    self._lock = threading.Lock()
+    self._open: dict[int, list] = {}  # key -> [context, waiting since or None, actor id]
+    self._by_actor: collections.Counter = collections.Counter()
+    self._keys = itertools.count()
+    self._closed = threading.Event()
+    threading.Thread(target=self._close_idle, name="idle-streams", daemon=True).start()
+
+  def open(self, context) -> int | None:
+    """The new stream's key, or None when `limit` streams are open."""
+    with self._lock:
+      if len(self._open) >= self.limit:
+        return None
+      key = next(self._keys)
+      self._open[key] = [context, time.monotonic(), None]
+      full = len(self._open) == self.limit
+    if full:
+      self._on_full(True)
+    return key
+
+  def receive(self, key: int, requests: Iterator[bytes]) -> Iterator[bytes]:
+    """The stream's requests; ends when the client ends it or the stream is closed."""
+    entry = self._open[key]
+    while True:
+      entry[1] = time.monotonic()
+      try:
+        raw = next(requests)
+      except (StopIteration, grpc.RpcError):  # ended, cancelled (idle), or disconnected
+        return
+      entry[1] = None
+      yield raw
+
+  def identify(self, key: int, actor_id: str) -> bool:
+    """Names the actor that uploads on the stream; False if it holds `per_actor` already."""
+    with self._lock:
+      entry = self._open[key]
+      if entry[2] == actor_id:
+        return True
+      if entry[2] is not None or self._by_actor[actor_id] >= self.per_actor:
+        return False
+      entry[2] = actor_id
+      self._by_actor[actor_id] += 1
+      return True
+
+  def close(self, key: int):
+    with self._lock:
+      was_full = len(self._open) == self.limit
+      actor = self._open.pop(key)[2]
+      if actor is not None:
+        self._by_actor[actor] -= 1
+        if not self._by_actor[actor]:
+          del self._by_actor[actor]
+    if was_full:
+      self._on_full(False)
+
+  def count(self) -> int:
+    with self._lock:
+      return len(self._open)
+
+  def stop(self):
+    self._closed.set()
+
+  def _close_idle(self):
+    while not self._closed.wait(min(1.0, self.idle_timeout / 4)):
+      now = time.monotonic()
+      with self._lock:
+        idle = [
+          e for e in self._open.values() if e[1] is not None and now - e[1] > self.idle_timeout
+        ]
+      for context, _, actor in idle:
+        who = f"of actor {actor}" if actor else "that sent nothing"
+        log.info("closed an upload stream %s: idle for %.0f s", who, self.idle_timeout)
+        context.cancel()
 
 
 class BindError(OSError):
@@ -35,20 +125,23 @@ class BindError(OSError):
 class LearnerService:
   """Implements the Learner service on top of a `Learner`."""
 
-  def __init__(self, learner: Learner):
-    self.learner = learner
+  def __init__(self, learner: Learner, streams: Streams):
+    self.learner, self.streams = learner, streams
     self._weights_lock = threading.Lock()
     self._weights = (0, b"")  # (version, serialized Weights): each version serialized once
 
-  def Hello(self, request: pb.HelloRequest, context) -> pb.Setup:
+  def Hello(self, raw: bytes, context) -> pb.Setup:
+    request = _parse(pb.HelloRequest, raw, context)
     if request.protocol_version != codec.PROTOCOL_VERSION:
       context.abort(
         grpc.StatusCode.FAILED_PRECONDITION,
         f"protocol version mismatch: actor speaks protocol {request.protocol_version}, "
         f"learner speaks protocol {codec.PROTOCOL_VERSION}",
       )
-    if not request.actor_id:
-      context.abort(grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must not be empty")
+    try:
+      codec.check_actor_id(request.actor_id)
+    except codec.DecodeError as e:
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
     try:
       index, seed, elsewhere = self.learner.actors.hello(request.actor_id)
     except NotReady as e:  # the actor retries
@@ -66,22 +159,39 @@ class LearnerService:
   def Upload(self, requests: Iterator[bytes], context) -> Iterator[pb.UploadReply]:
     """One actor's stream of serialized unrolls (the request deserializer is the identity:
     decoding is zero-copy); one reply per queued unroll, sent once it is queued."""
-    for raw in requests:
-      try:
-        unroll, info = codec.decode_unroll(raw)
-      except codec.DecodeError as e:
-        self.learner.intake.reject("malformed")
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-      try:
-        outcome = self.learner.intake.enqueue(unroll, info, keep_waiting=context.is_active)
-      except specs.InvalidUnroll as e:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-      if outcome is None:  # the actor went away or the learner is stopping
-        return
-      yield pb.UploadReply(learner_version=self.learner.version)  # also for a dropped one
+    key = self.streams.open(context)
+    if key is None:
+      context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"the learner serves at most {self.streams.limit} upload streams at once "
+        "(--max-upload-streams); retry later",
+      )
+    try:
+      for raw in self.streams.receive(key, requests):
+        try:
+          unroll, info = codec.decode_unroll(raw)
+        except codec.DecodeError as e:
+          self.learner.intake.reject("malformed")
+          context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if not self.streams.identify(key, info.actor_id):
+          context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"actor {info.actor_id}: one actor id uploads on one stream, and may hold at most "
+            f"{self.streams.per_actor} open (--max-streams-per-actor)",
+          )
+        try:
+          outcome = self.learner.intake.enqueue(unroll, info, keep_waiting=context.is_active)
+        except specs.InvalidUnroll as e:
+          context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if outcome is None:  # the actor went away or the learner is stopping
+          return
+        yield pb.UploadReply(learner_version=self.learner.version)  # also for a dropped one
+    finally:
+      self.streams.close(key)
 
-  def GetWeights(self, request: pb.WeightsRequest, context) -> bytes:
+  def GetWeights(self, raw: bytes, context) -> bytes:
     """Returns serialized bytes (the response serializer is the identity), made once per version."""
+    request = _parse(pb.WeightsRequest, raw, context)
     if request.have_version == self.learner.version:
       return codec.NOT_MODIFIED
     with self._weights_lock:
@@ -89,6 +199,13 @@ class LearnerService:
       if self._weights[0] != version:
         self._weights = (version, codec.encode_weights(version, params))
       return self._weights[1]
+
+
+def _parse(message_type, raw: bytes, context):
+  try:
+    return codec.parse_request(message_type, raw)
+  except codec.DecodeError as e:
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
 
 class TokenCheck(grpc.ServerInterceptor):
@@ -119,10 +236,11 @@ class TokenCheck(grpc.ServerInterceptor):
 class Servers:
   """The learner's server and, with --health-port, the plaintext health-only one."""
 
-  def __init__(self, *servers: grpc.Server):
-    self._servers = servers
+  def __init__(self, streams: Streams, *servers: grpc.Server):
+    self.streams, self._servers = streams, servers
 
   def stop(self, grace: float | None) -> threading.Event:
+    self.streams.stop()
     events = [server.stop(grace) for server in self._servers]
     for event in events[1:]:
       event.wait()
@@ -143,38 +261,47 @@ def _listen(server: grpc.Server, address: str, port: int, credentials, flag: str
 
 
 def create_server(
-  learner: Learner, port: int, address: str = "[::]", max_workers: int = 256
+  learner: Learner, port: int, address: str = "[::]"
 ) -> tuple[Servers, int, health.HealthServicer]:
   """Started servers; returns them, the port bound (useful with port 0) and the health servicer.
 
-  Every connected actor's upload stream holds one of the `max_workers` threads.
+  Every upload stream holds one of the threads; UNARY_THREADS more serve the rest. The
+  health of the service (impala.v1.Learner) says NOT_SERVING while the upload streams
+  are at their limit; the server's overall health ("") says whether it runs.
   """
   config = learner.config
-  service = LearnerService(learner)
+  health_servicer = health.HealthServicer()
+
+  def on_full(full: bool):
+    status = (
+      health_pb2.HealthCheckResponse.NOT_SERVING if full else health_pb2.HealthCheckResponse.SERVING
+    )
+    health_servicer.set(codec.SERVICE_NAME, status)
+
+  streams = Streams(
+    config.max_upload_streams, config.max_streams_per_actor, config.stream_idle_timeout, on_full
+  )
+  service = LearnerService(learner, streams)
   token = config.token()
   if not token:
     log.info("no auth token: any client that reaches port %d may upload", port)
   server = grpc.server(
-    futures.ThreadPoolExecutor(max_workers=max_workers),
-    options=channel_options(config.max_message_bytes),
+    futures.ThreadPoolExecutor(max_workers=config.max_upload_streams + UNARY_THREADS),
+    options=channel_options(config, server=True),
     interceptors=[TokenCheck(token, learner.intake.count_unauthenticated)] if token else [],
   )
-  # None (de)serializers pass bytes through: codec handles unrolls and weights itself.
+  # None (de)serializers pass bytes through: codec parses requests and unrolls, and
+  # makes weights, itself (garbage gets INVALID_ARGUMENT, not INTERNAL).
   handlers = {
-    "Hello": grpc.unary_unary_rpc_method_handler(
-      service.Hello, pb.HelloRequest.FromString, pb.Setup.SerializeToString
-    ),
+    "Hello": grpc.unary_unary_rpc_method_handler(service.Hello, None, pb.Setup.SerializeToString),
     "Upload": grpc.stream_stream_rpc_method_handler(
       service.Upload, None, pb.UploadReply.SerializeToString
     ),
-    "GetWeights": grpc.unary_unary_rpc_method_handler(
-      service.GetWeights, pb.WeightsRequest.FromString, None
-    ),
+    "GetWeights": grpc.unary_unary_rpc_method_handler(service.GetWeights, None, None),
   }
   server.add_generic_rpc_handlers(
     [grpc.method_handlers_generic_handler(codec.SERVICE_NAME, handlers)]
   )
-  health_servicer = health.HealthServicer()
   health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
   bound = _listen(server, address, port, server_credentials(config), "--port")
   servers = [server]
@@ -187,4 +314,4 @@ def create_server(
     s.start()
   for name in ("", codec.SERVICE_NAME):
     health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-  return Servers(*servers), bound, health_servicer
+  return Servers(streams, *servers), bound, health_servicer
