@@ -1,6 +1,7 @@
 """Runs the benchmarks, each in its own process, one after the other: `python -m
-benchmarks [name ...]`. Without names, every one but `learning` (about 17 minutes on 2
-cores); `python -m benchmarks learning` runs the learning curves (about an hour).
+benchmarks [name ...]`. Without names, every one but the long ones (about 17 minutes on 2
+cores); `python -m benchmarks learning` runs the learning curves (about an hour), `soak`
+the learner under load for 10 minutes.
 
 Prints each benchmark's JSON object on its own line on stdout, then a Markdown table of
 all comparisons on stderr (the table in README.md's Performance section).
@@ -22,8 +23,10 @@ BENCHMARKS = (
   "algorithms",
   "atari",
   "learning",
+  "soak",
 )
-ALL_BUT_LEARNING = BENCHMARKS[:-1]
+LONG = ("learning", "soak")
+SHORT = tuple(name for name in BENCHMARKS if name not in LONG)
 
 
 def _number(value: float) -> str:
@@ -52,7 +55,7 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-  names = argv or ALL_BUT_LEARNING
+  names = argv or SHORT
   unknown = sorted(set(names) - set(BENCHMARKS))
   if unknown:
     print(

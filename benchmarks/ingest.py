@@ -47,11 +47,11 @@ def make_unroll(config: Config) -> tuple[specs.Unroll, specs.UnrollInfo]:
 
 
 def stream_sender(
-  target: str, template, max_bytes: int, stop, method: str = codec.method("Upload")
+  target: str, template, config: Config, stop, method: str = codec.method("Upload")
 ):
   """Sends unrolls on one upload stream, IN_FLIGHT unanswered at most, until `stop` is set."""
   new = testing.messages(*template)
-  with grpc.insecure_channel(target, options=credentials.channel_options(max_bytes)) as channel:
+  with grpc.insecure_channel(target, options=credentials.channel_options(config)) as channel:
     outbox = queue.SimpleQueue()
     for _ in range(IN_FLIGHT):
       outbox.put(next(new))
@@ -59,10 +59,10 @@ def stream_sender(
       outbox.put(None if stop.is_set() else next(new))
 
 
-def unary_sender(target: str, template, max_bytes: int, stop):
+def unary_sender(target: str, template, config: Config, stop):
   """Sends unrolls in unary calls, IN_FLIGHT outstanding at most, until `stop` is set."""
   new = testing.messages(*template)
-  with grpc.insecure_channel(target, options=credentials.channel_options(max_bytes)) as channel:
+  with grpc.insecure_channel(target, options=credentials.channel_options(config)) as channel:
     upload = channel.unary_unary("/bench.Bare/Upload")
     in_flight = []
     while not stop.is_set():
@@ -108,9 +108,7 @@ def grpc_ingest(config: Config, template, train: bool = False) -> tuple[float, f
   learner.start()
   learner.compile()
   grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
-  stop, procs = start_senders(
-    stream_sender, f"127.0.0.1:{port}", template, config.max_message_bytes
-  )
+  stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", template, config)
   try:
     rates = common.steady_rates(learner, WARMUP, WINDOW)
     return rates["unrolls"], rates["updates"]
@@ -132,7 +130,7 @@ def ingest_only(config: Config) -> algorithms.Algorithm:
   return real._replace(update=lambda state, batch, control: (state, {}, control))
 
 
-def bare_grpc_ingest(template, max_bytes: int, stream: bool = False) -> float:
+def bare_grpc_ingest(template, config: Config, stream: bool = False) -> float:
   """Messages/s a gRPC server receives when its handler does nothing with them."""
   received = [0]
 
@@ -145,7 +143,7 @@ def bare_grpc_ingest(template, max_bytes: int, stream: bool = False) -> float:
       received[0] += 1
       yield b""
 
-  bare = grpc.server(futures.ThreadPoolExecutor(16), options=credentials.channel_options(max_bytes))
+  bare = grpc.server(futures.ThreadPoolExecutor(16), options=credentials.channel_options(config))
   bare.add_generic_rpc_handlers(
     [
       grpc.method_handlers_generic_handler(
@@ -161,10 +159,10 @@ def bare_grpc_ingest(template, max_bytes: int, stream: bool = False) -> float:
   bare.start()
   if stream:
     stop, procs = start_senders(
-      stream_sender, f"127.0.0.1:{port}", template, max_bytes, method="/bench.Bare/UploadStream"
+      stream_sender, f"127.0.0.1:{port}", template, config, method="/bench.Bare/UploadStream"
     )
   else:
-    stop, procs = start_senders(unary_sender, f"127.0.0.1:{port}", template, max_bytes)
+    stop, procs = start_senders(unary_sender, f"127.0.0.1:{port}", template, config)
   try:
     return count_rate(lambda: received[0])
   finally:
@@ -224,8 +222,8 @@ def main():
     mb = len(next(testing.messages(*template))) / 1e6
     unrolls, batches = grpc_ingest(config, template)
     socket_rate = socket_ingest(template)
-    bare_rate = bare_grpc_ingest(template, config.max_message_bytes)
-    stream_rate = bare_grpc_ingest(template, config.max_message_bytes, stream=True)
+    bare_rate = bare_grpc_ingest(template, config)
+    stream_rate = bare_grpc_ingest(template, config, stream=True)
     comparisons += [
       common.comparison(
         f"{size}: learner ingest",

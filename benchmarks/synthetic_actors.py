@@ -26,9 +26,7 @@ def stream(target: str, index: int, deadline: float, results: list):
   new = testing.messages(testing.random_unroll(spec), testing.info(), actor_id=f"synthetic-{index}")
   sent = answered = 0
   try:
-    with grpc.insecure_channel(
-      target, options=credentials.channel_options(config.max_message_bytes)
-    ) as ch:
+    with grpc.insecure_channel(target, options=credentials.channel_options(config)) as ch:
       outbox = queue.SimpleQueue()
       for _ in range(actor_lib.MAX_IN_FLIGHT + 1):
         outbox.put(next(new))

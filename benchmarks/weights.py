@@ -69,9 +69,7 @@ def fetch_seconds(config: Config, params: dict, message_type) -> tuple[float, fl
   learner = Learner(config)
   learner.start()
   ours, port, _ = server.create_server(learner, 0, address="127.0.0.1")
-  seed = grpc.server(
-    futures.ThreadPoolExecutor(4), options=credentials.channel_options(config.max_message_bytes)
-  )
+  seed = grpc.server(futures.ThreadPoolExecutor(4), options=credentials.channel_options(config))
   seed.add_generic_rpc_handlers(
     [
       grpc.method_handlers_generic_handler(
@@ -94,7 +92,7 @@ def fetch_seconds(config: Config, params: dict, message_type) -> tuple[float, fl
       assert version == learner.version
 
     with grpc.insecure_channel(
-      f"127.0.0.1:{seed_port}", options=credentials.channel_options(config.max_message_bytes)
+      f"127.0.0.1:{seed_port}", options=credentials.channel_options(config)
     ) as ch:
       get = ch.unary_unary("/seed.Learner/GetWeights")
 

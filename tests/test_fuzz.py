@@ -4,6 +4,7 @@
 the server turns into INVALID_ARGUMENT (tests/test_service.py checks that mapping over
 gRPC); nothing else may escape. Derandomized: the same cases on every run."""
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -109,3 +110,40 @@ def test_valid_messages_with_one_tensor_description_changed(target, data):
   else:
     msg.payload = data.draw(st.binary(max_size=2048))
   ingest(target, msg.SerializeToString())
+
+
+@SETTINGS
+@given(data=st.data())
+def test_valid_messages_with_hostile_values(target, data):
+  """Any float32 (huge, NaN, infinite) in the float tensors, any end flags, any id,
+  sequence and version: taken or refused, and what is taken leaves the learner's episode
+  figures finite and within --max-abs-input per step."""
+  learner, valid, _ = target
+  unroll, info = codec.decode_unroll(data.draw(st.sampled_from(valid)))
+  floats = st.floats(width=32)
+  fields = {}
+  for name in ("rewards", "observations", "behaviour_logits", "terminated", "truncated"):
+    if data.draw(st.booleans()):
+      shape = getattr(unroll, name).shape
+      size = int(np.prod(shape))
+      values = st.booleans() if name in ("terminated", "truncated") else floats
+      drawn = data.draw(st.lists(values, min_size=size, max_size=size))
+      fields[name] = np.array(drawn, getattr(unroll, name).dtype).reshape(shape)
+  reported = data.draw(st.lists(floats, max_size=120))
+  info = info._replace(
+    actor_id=data.draw(st.one_of(st.just(info.actor_id), st.text(max_size=140))),
+    sequence=data.draw(st.integers(0, 2**63 - 1)),
+    params_version=data.draw(st.one_of(st.integers(0, 1), st.integers(0, 2**64 - 1))),
+    episode_returns=np.array(reported, np.float32),
+    episode_lengths=np.array(
+      data.draw(
+        st.lists(st.integers(-(2**31), 2**31 - 1), min_size=len(reported), max_size=len(reported))
+      ),
+      np.int32,
+    ),
+  )
+  ingest(target, codec.encode_unroll(unroll._replace(**fields), info))
+  _, returns, lengths = learner.intake.counts()
+  bound = learner.config.max_abs_input
+  assert all(np.isfinite(returns)) and all(0 <= n <= 2**31 for n in lengths)
+  assert all(abs(r) <= bound * max(n, 1) for r, n in zip(returns, lengths))
