@@ -54,6 +54,16 @@ def test_flags_override_environment_which_overrides_defaults():
       ["--algorithm", "a3c", "--num-learners", "2", "--coordinator-address", "h:7000"],
       "bad value for --num-learners: 2 (a3c runs with one learner)",
     ),
+    (["--learning-rate", "inf"], "bad value for --learning-rate: inf (must be a finite number)"),
+    (["--stop-at-return", "inf"], "bad value for --stop-at-return: inf (must be a finite"),
+    (["--seed", str(2**70)], f"bad value for --seed: {2**70} (must be <= 4294967295)"),
+    (["--max-message-mb", "4096"], "bad value for --max-message-mb: 4096 (must be <= 2047)"),
+    (["--lstm-size", "100000"], "bad value for --lstm-size: 100000 (must be <= 16384)"),
+    (["--num-envs", "1000000000"], "bad value for --num-envs: 1000000000 (must be <= 65536)"),
+    (["--hidden-sizes", "64,0"], "bad value for --hidden-sizes: (64, 0) (must be one or more"),
+    (["--actor-id", "a b"], "bad value for --actor-id: 'a b' (1-128 letters, digits and"),
+    (["--keepalive-seconds", "1"], "bad value for --keepalive-seconds: 1.0 (must be >= 2)"),
+    (["--fresh", "maybe"], "bad value for --fresh: 'maybe' (expected true or false)"),
   ],
 )
 def test_bad_values_name_the_flag_and_what_is_allowed(argv, message):
@@ -97,6 +107,36 @@ def test_an_environment_that_cannot_be_made_is_one_line(args, reason, capsys):
   assert line.startswith(
     "learner_server.py: error: bad value for --env-id/--env-kwargs: " + reason
   ), line
+
+
+@pytest.mark.parametrize(
+  "args,message",
+  [
+    (
+      ["--torso", "deep"],
+      "bad value for --torso: 'deep' (a convolutional torso needs image observations "
+      "[H, W, C]; CartPole-v1 has [4]; use mlp)",
+    ),
+    (
+      ["--env-id", "MinAtar/Breakout-v1", "--torso", "shallow"],
+      "bad value for --torso: 'shallow' (does not fit observations [10, 10, 4]: the images "
+      "are too small for it)",
+    ),
+    (
+      ["--lstm-size", "8192"],
+      "bad value for --lstm-size/--hidden-sizes: the network's weights are 1,032 MiB, over "
+      "--max-message-mb 64",
+    ),
+    (
+      ["--num-envs", "60000", "--unroll-length", "1000"],
+      "bad value for --num-envs/--unroll-length: an unroll of 60000 environments x 1000 "
+      "steps is 1,947 MiB, over --max-message-mb 64",
+    ),
+  ],
+)
+def test_settings_that_do_not_fit_the_environment_or_a_message_are_one_line(args, message, capsys):
+  assert program.main(["--port", "0", *args]) == 2
+  assert capsys.readouterr().err.strip().splitlines() == [f"learner_server.py: error: {message}"]
 
 
 def test_port_in_use_is_one_line(capsys):

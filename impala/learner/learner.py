@@ -143,7 +143,7 @@ class Learner:
     batch, infos = (None, []) if alone and stopping else self._batcher.next(wait)
     returns = self.intake.returns()
     votes = algorithms.Control(
-      batch is not None, sum(returns), len(returns), *(terminate, out_of_time)
+      batch is not None, sum(returns), len(returns), terminate, out_of_time
     )
     if alone and batch is None:
       self._totals = votes
