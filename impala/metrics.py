@@ -42,7 +42,8 @@ def _resources():
 COUNTER_DOCS = {
   "frames": "Environment frames consumed by updates.",
   "updates": "Updates of the parameters.",
-  "episodes": "Episodes reported by this learner's actors.",
+  "skipped_updates": "Updates skipped: their loss, gradients or new parameters were not finite.",
+  "episodes": "Episodes that ended in the trajectories this learner took.",
   "received": "Uploads that reached the learner, decodable or not.",
   "accepted": "Uploads queued for training.",
   "duplicates": "Uploads resent after a reconnect, already taken: dropped.",
@@ -61,6 +62,9 @@ GAUGE_DOCS = {
   "version": "Version of the newest parameters.",
   "actors_connected": "Actors heard from in the last 10 s.",
 }
+
+
+MAX_ACTOR_SERIES = 1000  # actors with a last-seen series: the most recently heard from
 
 
 class LearnerCollector:
@@ -86,7 +90,8 @@ class LearnerCollector:
       "When each actor was last heard from (Unix time).",
       labels=["actor"],
     )
-    for actor, t in s.actor_last_seen.items():
+    newest = sorted(s.actor_last_seen.items(), key=lambda item: -item[1])
+    for actor, t in newest[:MAX_ACTOR_SERIES]:
       seen.add_metric([actor], t)
     yield seen
     yield from _resources()

@@ -51,7 +51,7 @@ def test_actors_killed_mid_stream_do_not_disturb_the_learner_or_other_actors():
 def newest_checkpoint(directory) -> int:
   """The update count of the newest checkpoint in `directory` (0: none)."""
   paths = checkpoint.checkpoints(str(directory))
-  return int(re.search(r"(\d+)\.npz$", paths[-1]).group(1)) if paths else 0
+  return checkpoint.record_of(paths[-1])["updates"] if paths else 0
 
 
 def test_learner_killed_and_restarted_resumes_and_its_actors_come_back(tmp_path):
@@ -183,7 +183,7 @@ def test_32_synthetic_actors_at_full_speed_counters_add_up_and_memory_stays_flat
   assert unrolls["received"] == sum(r["sent"] for r in results)
   assert_accounted(unrolls)
   assert unrolls["duplicates"] == 0 and unrolls["rejected"] == {}
-  assert abs(final - warm) <= 0.2 * warm, (warm, final)
+  assert final <= 1.2 * warm, (warm, final)  # no growth (it may shrink as warm-up's is freed)
   print(
     f"load: {streams} streams, {seconds} s, {unrolls['accepted'] / seconds:.0f} unrolls/s; "
     f"learner RSS {warm / 2**20:.0f} MiB after warm-up, {final / 2**20:.0f} MiB at the end"

@@ -36,7 +36,7 @@ class Snapshot:
   frames: int  # environment steps consumed by updates (all learners)
   updates: int
   skipped_updates: int  # updates whose gradients or loss were not finite: state kept as it was
-  episodes: int  # episodes reported by this learner's actors
+  episodes: int  # episodes that ended in the trajectories this learner took
   received: int  # uploads that reached this learner, decodable or not
   accepted: int  # queued for training
   duplicates: int  # resent after a reconnect, already taken: dropped
