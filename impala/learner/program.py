@@ -80,13 +80,16 @@ def report(learner: Learner, elapsed: float, since: tuple, console, run_log) -> 
 class Clock:
   """The run's clock, on a thread of its own: a progress record every --log-every s
   whatever the learner is doing (saying what it waits for), `out_of_time` once
-  --max-seconds have passed, and `overrun()` called if the run has not stopped GRACE s
-  after that (an update or a compilation holds the main thread)."""
+  --max-seconds have passed, and `overrun(reason[, status])` if the run has not stopped
+  GRACE s after that, or after a signal asked it to stop (`request`): an update or a
+  compilation holds the main thread."""
 
   GRACE = 5.0
 
   def __init__(self, config, started: float, learner: Learner, console, run_log, overrun):
     self.out_of_time = threading.Event()
+    self.requested = threading.Event()  # a signal asked the run to stop
+    self.reason = ("terminated", 0)  # and for what: (stop reason, exit status)
     self._config, self._started, self._learner = config, started, learner
     self._console, self._run_log, self._overrun = console, run_log, overrun
     first = learner.snapshot()
@@ -95,6 +98,12 @@ class Clock:
     self._stopped = threading.Event()
     self._thread = threading.Thread(target=self._run, name="clock", daemon=True)
     self._thread.start()
+
+  def request(self, reason: str, status: int):
+    """A stop asked for by a signal (called from the handler)."""
+    if not self.requested.is_set():
+      self.reason, self._requested_at = (reason, status), time.monotonic()
+      self.requested.set()
 
   def report(self):
     with self._lock:
@@ -108,19 +117,17 @@ class Clock:
     limit = self._config.max_seconds
     deadline = self._started + limit if limit else math.inf
     next_record = time.monotonic() + self._config.log_every
-    while True:
-      wake = min(next_record, deadline + (self.GRACE if self.out_of_time.is_set() else 0.0))
-      if self._stopped.wait(max(0.0, wake - time.monotonic())):
-        return
+    while not self._stopped.wait(max(0.0, min(next_record - time.monotonic(), 0.5))):
       now = time.monotonic()
       if now >= next_record:
         self.report()
         next_record = max(next_record + self._config.log_every, now)
-      if self.out_of_time.is_set() and now >= deadline + self.GRACE:
-        self._overrun()
-        return
       if now >= deadline:
         self.out_of_time.set()
+      if now >= deadline + self.GRACE:
+        return self._overrun("max_seconds")
+      if self.requested.is_set() and now >= self._requested_at + self.GRACE:
+        return self._overrun(*self.reason)
 
 
 def train(
@@ -162,11 +169,6 @@ def train(
   print(f"preset {config.preset or '(none)'}; {presets.describe(config)}", file=sys.stderr)
   learner.start()
   children = start_local_actors(config.local_actors, port, learner.run_id)
-  terminated = threading.Event()  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0
-  if threading.current_thread() is threading.main_thread():
-    resources.callback(
-      signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, lambda *_: terminated.set())
-    )
   console = progress.Console()
   run_log = progress.RunLog(config.logdir, presets.to_toml(config)) if config.logdir else None
   target = config.stop_at_return
@@ -194,20 +196,26 @@ def train(
       params_digest(learner.state(wait=False).params),
     )
 
-  def overrun():
+  def overrun(reason: str, status: int = missed):
     if learner.num_learners == 1 and finishing.acquire(blocking=False):
-      print(json.dumps(finish("max_seconds")), flush=True)
+      print(json.dumps(finish(reason)), flush=True)
       sys.stderr.flush()
-      os._exit(missed)  # the update in flight cannot be interrupted; the run is over
+      os._exit(status)  # the update in flight cannot be interrupted; the run is over
 
   clock = Clock(config, started, learner, console, run_log, overrun)
+  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0; Ctrl-C: status 130. Both
+  # are votes to stop, so that they hold even while an update or compilation runs.
+  if threading.current_thread() is threading.main_thread():
+    for sig, why in ((signal.SIGTERM, ("terminated", 0)), (signal.SIGINT, ("interrupted", 130))):
+      previous = signal.signal(sig, lambda *_, why=why: clock.request(*why))
+      resources.callback(signal.signal, sig, previous)
   learner.activity = "compiling"
   reason, status = "interrupted", 130
   try:
     learner.compile()
     last_checkpoint = time.monotonic()
     while True:
-      learner.step(terminate=terminated.is_set(), out_of_time=clock.out_of_time.is_set())
+      learner.step(terminate=clock.requested.is_set(), out_of_time=clock.out_of_time.is_set())
       now = time.monotonic()
       if leader and config.checkpoint_dir and now - last_checkpoint >= config.checkpoint_every:
         save(learner)
@@ -216,8 +224,8 @@ def train(
       votes = learner.votes()
       if votes.return_count >= 100 * learner.num_learners and votes.return_mean() >= target:
         reason, status = "stop_at_return", 0
-      elif votes.terminate:
-        reason, status = "terminated", 0
+      elif votes.terminate:  # this learner's signal, or (several learners) another's
+        reason, status = clock.reason
       elif config.max_frames and learner.frames >= config.max_frames:
         reason, status = "max_frames", missed
       elif votes.out_of_time:
