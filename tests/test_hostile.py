@@ -2,6 +2,7 @@
 is refused with a precise status, and the learner keeps its parameters finite, does not
 stop, and keeps serving the honest actor beside it."""
 
+import collections
 import dataclasses
 import logging
 import threading
@@ -129,30 +130,32 @@ def check_health(port, service: str = "") -> str:
 
 
 def test_idle_streams_cannot_starve_calls_or_a_real_actor(serve, small_config):
-  learner, port = serve(max_upload_streams=64, stream_idle_timeout=3.0)
+  learner, port = serve(max_upload_streams=64, stream_idle_timeout=6.0)
   channel = grpc.insecure_channel(f"127.0.0.1:{port}")
   never = threading.Event()
   idle = [channel.stream_stream(codec.method("Upload"))(iter(never.wait, True)) for _ in range(300)]
   try:
-    refusals = [call.code() for call in idle[64:]]  # beyond the limit: refused at once
-    assert set(refusals) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
-    assert check_health(port, codec.SERVICE_NAME) == "NOT_SERVING"
+    deadline = time.monotonic() + 30
+    while check_health(port, codec.SERVICE_NAME) != "NOT_SERVING":  # 64 streams hold it
+      assert time.monotonic() < deadline
     assert check_health(port) == "SERVING"  # alive: only the uploads are full
     # Hello, GetWeights and health are served all the same, within their deadline.
     actor = Session(dataclasses.replace(small_config, grpc_host=f"127.0.0.1:{port}"))
     stop = threading.Event()
     acting = threading.Thread(target=actor.run, args=(stop,))
     acting.start()
-    # The idle ones are closed after 3 s: the actor's stream then gets in.
+    # The idle ones are closed after 6 s: the actor's stream then gets in.
     deadline = time.monotonic() + 60
     while learner.snapshot().accepted < 4:
       assert time.monotonic() < deadline, learner.snapshot().accounting()
       learner.step(timeout=0.5)
     stop.set()
     acting.join(timeout=30)
-    # Refused streams did not pile up its unrolls: one in flight, one being answered.
-    assert len(actor._unanswered) <= MAX_IN_FLIGHT + 1 < actor.reconnects
-    assert {call.code() for call in idle[:64]} == {grpc.StatusCode.CANCELLED}
+    # Refused at first, it retried; the refusals did not pile up its unrolls (one in
+    # flight, one being answered).
+    assert actor.reconnects >= 1 and len(actor._unanswered) <= MAX_IN_FLIGHT + 1
+    codes = collections.Counter(call.code() for call in idle)
+    assert codes == {grpc.StatusCode.CANCELLED: 64, grpc.StatusCode.RESOURCE_EXHAUSTED: 236}
     assert check_health(port, codec.SERVICE_NAME) == "SERVING"
   finally:
     never.set()
@@ -170,12 +173,14 @@ def test_one_actor_id_holds_a_bounded_number_of_streams(serve):
       releases.append(threading.Event())
       requests = _then_wait(message, releases[-1])
       calls.append(channel.stream_stream(codec.method("Upload"))(requests))
-    replies = [pb.UploadReply.FromString(next(calls[n])) for n in range(2)]
-    assert [reply.learner_version for reply in replies] == [1, 1]
-    with pytest.raises(grpc.RpcError) as e:
-      next(calls[2])
-    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "at most 2 open" in e.value.details()
+    outcomes = []  # the streams reach the server in any order: one of the three is refused
+    for call in calls:
+      try:
+        outcomes.append(pb.UploadReply.FromString(next(call)).learner_version)
+      except grpc.RpcError as e:
+        outcomes.append(e.code())
+        assert "at most 2 open (--max-streams-per-actor)" in e.details()
+    assert sorted(map(str, outcomes)) == ["1", "1", str(grpc.StatusCode.RESOURCE_EXHAUSTED)]
   finally:
     for release in releases:
       release.set()
