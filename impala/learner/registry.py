@@ -43,9 +43,6 @@ class Recent:
         self._forget(old, dropped)
     return value
 
-  def get(self, key, default=None):
-    return self._items.get(key, (default,))[0]
-
   def times(self) -> dict:
     """key -> time.monotonic() of its last use."""
     return {key: t for key, (_, t) in self._items.items()}

@@ -38,8 +38,8 @@ UNARY_THREADS = 16  # the server's threads that upload streams cannot take
 class Streams:
   """The upload streams being served: at most `limit` at once, `per_actor` for one actor
   id, and each closed once it has waited `idle_timeout` s for its next unroll (a stream
-  that sends nothing would hold its thread for good). `on_full(full)` is told when the
-  streams reach and leave `limit`."""
+  that sends nothing would hold its thread for good). `on_full(full)` is told, under the
+  lock, when the streams reach and leave `limit`."""
 
   def __init__(self, limit: int, per_actor: int, idle_timeout: float, on_full: Callable):
     self.limit, self.per_actor, self.idle_timeout = limit, per_actor, idle_timeout
@@ -58,9 +58,8 @@ class Streams:
         return None
       key = next(self._keys)
       self._open[key] = [context, time.monotonic(), None]
-      full = len(self._open) == self.limit
-    if full:
-      self._on_full(True)
+      if len(self._open) == self.limit:
+        self._on_full(True)
     return key
 
   def receive(self, key: int, requests: Iterator[bytes]) -> Iterator[bytes]:
@@ -89,18 +88,13 @@ class Streams:
 
   def close(self, key: int):
     with self._lock:
-      was_full = len(self._open) == self.limit
+      if len(self._open) == self.limit:
+        self._on_full(False)
       actor = self._open.pop(key)[2]
       if actor is not None:
         self._by_actor[actor] -= 1
         if not self._by_actor[actor]:
           del self._by_actor[actor]
-    if was_full:
-      self._on_full(False)
-
-  def count(self) -> int:
-    with self._lock:
-      return len(self._open)
 
   def stop(self):
     self._closed.set()
