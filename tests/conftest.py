@@ -1,5 +1,6 @@
 """Shared fixtures: small configs and a real learner server on a free loopback port."""
 
+import dataclasses
 import os
 import re
 import shutil
@@ -105,11 +106,25 @@ def small_config():
 
 
 @pytest.fixture
-def learner_server(small_config):
-  """(learner, port) of a started server; stopped and closed after the test."""
-  learner = Learner(small_config)
-  learner.start()
-  grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
-  yield learner, port
-  grpc_server.stop(grace=None).wait()
-  learner.close()
+def serve(small_config):
+  """serve(**settings) -> (learner, port): a started learner server on loopback, with
+  those settings over small_config; all stopped and closed after the test."""
+  started = []
+
+  def start(**settings):
+    learner = Learner(dataclasses.replace(small_config, **settings))
+    learner.start()
+    grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+    started.append((grpc_server, learner))
+    return learner, port
+
+  yield start
+  for grpc_server, learner in started:
+    grpc_server.stop(grace=None).wait()
+    learner.close()
+
+
+@pytest.fixture
+def learner_server(serve):
+  """(learner, port) of a started server with small_config."""
+  return serve()

@@ -23,24 +23,6 @@ from impala.transport import codec, server
 from impala.transport.proto import impala_pb2 as pb
 
 
-@pytest.fixture
-def serve(small_config):
-  """serve(**settings) -> (learner, port): a started server; all stopped after the test."""
-  started = []
-
-  def serve(**settings):
-    learner = Learner(dataclasses.replace(small_config, **settings))
-    learner.start()
-    grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
-    started.append((grpc_server, learner))
-    return learner, port
-
-  yield serve
-  for grpc_server, learner in started:
-    grpc_server.stop(grace=None).wait()
-    learner.close()
-
-
 def unroll_of(learner, seed=0, **fields):
   return testing.random_unroll(learner.spec, seed=seed)._replace(**fields)
 

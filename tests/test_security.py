@@ -1,7 +1,6 @@
 """Shared token and TLS (optionally mutual) on a real server, with certificates made by
 openssl for this test: right, missing and wrong credentials of every kind."""
 
-import dataclasses
 import subprocess
 import threading
 
@@ -13,8 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from impala.actor import Session
 from impala.actor import program as actor_program
 from impala.config import Config
-from impala.learner import Learner
-from impala.transport import codec, server
+from impala.transport import codec
 from impala.transport.client import LearnerClient
 
 
@@ -93,24 +91,6 @@ def pki(tmp_path_factory):
     name: str(d / name)
     for name in [f"{n}.{e}" for n in ("ca", "other-ca", "learner", "actor") for e in ("crt", "key")]
   }
-
-
-@pytest.fixture
-def serve(small_config):
-  """serve(**settings) -> (learner, port): a learner server with those settings."""
-  started = []
-
-  def start(**settings):
-    learner = Learner(dataclasses.replace(small_config, **settings))
-    learner.start()
-    servers, port, _ = server.create_server(learner, free_port(), address="127.0.0.1")
-    started.append((learner, servers))
-    return learner, port
-
-  yield start
-  for learner, servers in started:
-    servers.stop(grace=None).wait()
-    learner.close()
 
 
 def hello(port: int, **settings):
