@@ -5,7 +5,7 @@ GRPC_HOST=localhost:50051 python actor_client.py
 
 import sys
 
-from impala.actor import program
+from impala import cli
 
 if __name__ == "__main__":
-  sys.exit(program.main())
+  sys.exit(cli.actor())

@@ -10,7 +10,7 @@ import time
 
 STARTED = time.monotonic()  # "seconds" in the summary count from here, imports included
 
-from impala.learner import program  # noqa: E402
+from impala import cli  # noqa: E402
 
 if __name__ == "__main__":
-  sys.exit(program.main(started=STARTED))
+  sys.exit(cli.learner(started=STARTED))

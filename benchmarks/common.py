@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import socket
+import tempfile
 import time
 from importlib import metadata
 
@@ -24,6 +25,10 @@ from impala.actor import Rollout
 from impala.config import Config
 from impala.learner import Learner, batcher, program
 from impala.transport import server
+
+# The learner programs a benchmark starts keep their run directories in a temporary folder
+# (they read IMPALA_RUNS), not in the repository's runs/.
+os.environ.setdefault("IMPALA_RUNS", os.path.join(tempfile.gettempdir(), "impala-benchmark-runs"))
 
 PACKAGES = (
   "jax",

@@ -2,7 +2,7 @@
 preset and nothing else but the stop conditions: `python -m benchmarks.learning
 [TASK ...] [--seeds 1 2 3] [--out DIR]`.
 
-Each run is the real learner program with 2 local actors, its --logdir kept under
+Each run is the real learner program with 2 local actors, its run directory kept under
 DIR/<task>-seed<N> (progress.jsonl, TensorBoard events, config.toml); DIR/<task>.png
 draws the seeds' curves and DIR/minatar.png the MinAtar games together. Baselines, same
 run: a task's sibling (APPO against IMPALA, the LSTM against none), or a uniformly
@@ -78,7 +78,7 @@ def run(task: str, seed: int, logdir: str) -> dict:
   ]
   try:
     done = subprocess.run(
-      learner(0) + ["--logdir", logdir, "--log-every", "10"],
+      learner(0) + ["--run-dir", logdir, "--log-every", "10"],
       stdout=subprocess.PIPE,
       stderr=subprocess.DEVNULL,
       text=True,
@@ -121,8 +121,8 @@ def random_return(env_id: str, episodes: int = 100, seed: int = 0) -> float:
 
 def draw(logdirs: list[str], name: str):
   """The curves of the runs in `logdirs`, as DIR/name (stdout is the JSON's)."""
-  runs = {os.path.basename(d): plot.read(d) for d in logdirs}
-  plot.draw(runs, os.path.join(os.path.dirname(logdirs[0]), name), 1200, 800)
+  runs = {os.path.basename(d): [plot.read(d)] for d in logdirs}
+  plot.draw(runs, os.path.join(os.path.dirname(logdirs[0]), name), 1200, 1000)
 
 
 def median(results: list[dict], key: str) -> float:

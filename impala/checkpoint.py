@@ -52,12 +52,24 @@ def save(directory: str, state, record: dict, keep: int) -> str:
   """Writes `state` (a pytree of arrays) and `record` (JSON-able counters, with the
   run's `lineage`) atomically as the checkpoint of `record["updates"]`; keeps the newest
   `keep` checkpoints of that lineage. Raises OSError."""
+  path = write(os.path.join(directory, _name(record["updates"], record["lineage"])), state, record)
+  own = [
+    p for p in checkpoints(directory) if _NAME.match(os.path.basename(p))[2] == record["lineage"]
+  ]
+  for old in own[:-keep]:
+    os.unlink(old)
+  return path
+
+
+def write(path: str, tree, record: dict) -> str:
+  """Writes the leaves of `tree` and `record` to `path` atomically (a checkpoint's format:
+  a final model is the same file holding only parameters). Raises OSError."""
+  directory = os.path.dirname(path) or "."
   os.makedirs(directory, exist_ok=True)
-  leaves = jax.tree_util.tree_leaves(jax.device_get(state))
+  leaves = jax.tree_util.tree_leaves(jax.device_get(tree))
   arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
   meta = json.dumps(dict(record, format=FORMAT, leaves=len(leaves))).encode()
   arrays["meta"] = np.frombuffer(meta, np.uint8)
-  path = os.path.join(directory, _name(record["updates"], record["lineage"]))
   fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=directory)
   try:
     with os.fdopen(fd, "wb") as f:
@@ -73,11 +85,6 @@ def save(directory: str, state, record: dict, keep: int) -> str:
     os.fsync(dir_fd)
   finally:
     os.close(dir_fd)
-  own = [
-    p for p in checkpoints(directory) if _NAME.match(os.path.basename(p))[2] == record["lineage"]
-  ]
-  for old in own[:-keep]:
-    os.unlink(old)
   return path
 
 

@@ -52,19 +52,41 @@ class Config:
     "start from the settings known to work for a family of environments "
     "(impala/presets/); default: the family of --env-id",
     choices=PRESETS,
+    group="environment",
   )
 
   # Environment.
-  env_id: str = _field("CartPole-v1", "gymnasium environment id", run=True)
-  env_kwargs: dict = _field({}, "extra keyword arguments for the environment, as JSON", run=True)
-  num_envs: int = _field(64, "environments per actor, stepped as one batch", run=True)
-  unroll_length: int = _field(20, "steps per unroll (T)", run=True)
-  seed: int = _field(0, "seed of parameters, environments and sampling", run=True)
+  env_id: str = _field(
+    "CartPole-v1",
+    "gymnasium environment id; MODULE:ID imports MODULE first",
+    run=True,
+    group="environment",
+  )
+  env_kwargs: dict = _field(
+    {}, "extra keyword arguments for the environment, as JSON", run=True, group="environment"
+  )
+  env_module: str = _field(
+    "",
+    "modules to import first, comma-separated: they register your own environments "
+    "(in the learner, its actors and evaluation alike)",
+    run=True,
+    group="environment",
+    metavar="MODULE",
+  )
+  num_envs: int = _field(
+    64, "environments per actor, stepped as one batch", run=True, group="environment"
+  )
+  unroll_length: int = _field(20, "steps per unroll (T)", run=True, group="environment")
+  seed: int = _field(
+    0, "seed of parameters, environments and sampling", run=True, group="environment"
+  )
 
   # Network.
-  torso: str = _field("mlp", "network torso", choices=TORSOS, run=True)
-  hidden_sizes: tuple = _field((64, 64), "layer sizes of the MLP torso, comma-separated", run=True)
-  lstm_size: int = _field(0, "size of the LSTM core; 0 for none", run=True)
+  torso: str = _field("mlp", "network torso", choices=TORSOS, run=True, group="network")
+  hidden_sizes: tuple = _field(
+    (64, 64), "layer sizes of the MLP torso, comma-separated", run=True, group="network"
+  )
+  lstm_size: int = _field(0, "size of the LSTM core; 0 for none", run=True, group="network")
 
   # Learning (learner only, but the loss settings reach A3C actors).
   algorithm: str = _field(
@@ -74,124 +96,201 @@ class Config:
     "a3c: actors send the gradients of their own unrolls",
     choices=ALGORITHMS,
     run=True,
+    group="optimisation",
   )
   batch_size: int = _field(
     2,
     "unrolls per update (each holds num_envs environments); "
     "a3c applies each actor's gradient alone",
+    group="optimisation",
   )
-  discount: float = _field(0.99, "discount factor gamma", run=True)
-  learning_rate: float = _field(1e-3, "RMSProp learning rate")
+  discount: float = _field(0.99, "discount factor gamma", run=True, group="optimisation")
+  learning_rate: float = _field(1e-3, "RMSProp learning rate", group="optimisation")
   lr_schedule: str = _field(
     "constant",
     "constant, or linear: decayed to 0 over --lr-decay-frames",
     choices=LR_SCHEDULES,
+    group="optimisation",
   )
-  lr_decay_frames: int = _field(0, "frames of the linear decay; 0 for --max-frames")
-  rmsprop_decay: float = _field(0.99, "RMSProp decay of the squared-gradient average")
-  rmsprop_eps: float = _field(0.01, "RMSProp epsilon")
-  max_grad_norm: float = _field(40.0, "clip gradients to this global norm")
+  lr_decay_frames: int = _field(
+    0, "frames of the linear decay; 0 for --max-frames", group="optimisation"
+  )
+  rmsprop_decay: float = _field(
+    0.99, "RMSProp decay of the squared-gradient average", group="optimisation"
+  )
+  rmsprop_eps: float = _field(0.01, "RMSProp epsilon", group="optimisation")
+  max_grad_norm: float = _field(40.0, "clip gradients to this global norm", group="optimisation")
   average_decay: float = _field(
-    0.99, "decay of the moving average of the parameters kept for evaluation"
+    0.99, "decay of the moving average of the parameters kept for evaluation", group="optimisation"
   )
-  baseline_cost: float = _field(0.5, "weight of the value loss", run=True)
-  entropy_cost: float = _field(0.01, "weight of the entropy bonus", run=True)
-  clip_rho: float = _field(1.0, "V-trace clipping of importance weights (rho-bar)", run=True)
-  clip_pg_rho: float = _field(1.0, "V-trace clipping of the policy-gradient weights", run=True)
+  baseline_cost: float = _field(0.5, "weight of the value loss", run=True, group="optimisation")
+  entropy_cost: float = _field(0.01, "weight of the entropy bonus", run=True, group="optimisation")
+  clip_rho: float = _field(
+    1.0, "V-trace clipping of importance weights (rho-bar)", run=True, group="optimisation"
+  )
+  clip_pg_rho: float = _field(
+    1.0, "V-trace clipping of the policy-gradient weights", run=True, group="optimisation"
+  )
   max_abs_reward: float = _field(
-    0.0, "clip rewards to [-x, x] in the loss; 0 for no clipping", run=True
+    0.0, "clip rewards to [-x, x] in the loss; 0 for no clipping", run=True, group="optimisation"
   )
   max_abs_input: float = _field(
-    1e6, "refuse unrolls whose rewards or float observations exceed this magnitude"
+    1e6, "refuse unrolls whose rewards or float observations exceed this magnitude", group="serving"
   )
-  ppo_clip: float = _field(0.2, "appo: clip the ratio pi/mu to [1 - x, 1 + x]")
-  ppo_epochs: int = _field(4, "appo: passes over each batch")
-  ppo_minibatches: int = _field(4, "appo: steps per pass, each on a part of the environments")
-  queue_size: int = _field(2, "unrolls the learner holds before actors must wait")
+  ppo_clip: float = _field(
+    0.2, "appo: clip the ratio pi/mu to [1 - x, 1 + x]", group="optimisation"
+  )
+  ppo_epochs: int = _field(4, "appo: passes over each batch", group="optimisation")
+  ppo_minibatches: int = _field(
+    4, "appo: steps per pass, each on a part of the environments", group="optimisation"
+  )
+  queue_size: int = _field(
+    2, "unrolls the learner holds before actors must wait", group="optimisation"
+  )
   max_policy_lag: int = _field(
     0,
     "drop unrolls (a3c: gradients) acted by parameters more "
     "than this many updates old; 0 for no limit",
+    group="optimisation",
+  )
+
+  # The run directory (learner only).
+  run_dir: str = _field(
+    "",
+    "this run's directory: config, checkpoints, progress, events, final model; reusing "
+    "one resumes its run; default: a new one in --runs, named <env>-<date>-<time>",
+    group="logging",
+    metavar="DIR",
+  )
+  runs: str = _field(
+    "runs", "folder of the run directories named by default", group="logging", metavar="DIR"
   )
 
   # Checkpoints (learner only).
   checkpoint_dir: str = _field(
-    "", "write checkpoints here and resume from the newest; empty for none"
+    "",
+    "write checkpoints here and resume from the newest; default: RUN_DIR/checkpoints",
+    group="logging",
   )
-  checkpoint_every: float = _field(60.0, "seconds between checkpoints (one more at the end)")
-  keep_checkpoints: int = _field(3, "checkpoints of this run kept; its older ones are deleted")
+  checkpoint_every: float = _field(
+    60.0, "seconds between checkpoints (one more at the end)", group="logging"
+  )
+  keep_checkpoints: int = _field(
+    3, "checkpoints of this run kept; its older ones are deleted", group="logging"
+  )
   fresh: bool = _field(
     False,
     "start a new run although --checkpoint-dir holds checkpoints of other settings (they are kept)",
+    group="logging",
   )
 
   # Run control (learner only).
-  port: int = _field(50051, "port of the learner's gRPC server (0: any free port)")
-  local_actors: int = _field(0, "actor processes the learner starts on this machine")
-  max_frames: int = _field(0, "stop after this many environment frames; 0 for no cap")
-  max_seconds: float = _field(0.0, "stop after this many seconds; 0 for no cap")
-  stop_at_return: float = _field(math.nan, "stop once the 100-episode mean return reaches this")
-  log_every: float = _field(5.0, "seconds between progress lines (and log records)")
-  logdir: str = _field("", "write TensorBoard events and progress.jsonl here; empty for none")
-  metrics_port: int = _field(
-    0, "serve Prometheus /metrics on this port (learner and actor); 0 for none"
+  port: int = _field(50051, "port of the learner's gRPC server (0: any free port)", group="serving")
+  local_actors: int = _field(
+    0, "actor processes the learner starts on this machine", group="serving"
   )
-  max_message_mb: int = _field(64, "largest gRPC message, MiB, on both sides")
+  max_frames: int = _field(
+    0, "stop after this many environment frames; 0 for no cap", group="stopping"
+  )
+  max_seconds: float = _field(0.0, "stop after this many seconds; 0 for no cap", group="stopping")
+  stop_at_return: float = _field(
+    math.nan, "stop once the 100-episode mean return reaches this", group="stopping"
+  )
+  log_every: float = _field(
+    5.0, "seconds between progress lines (and log records)", group="logging"
+  )
+  logdir: str = _field(
+    "",
+    "write TensorBoard events and progress.jsonl here; default: the run directory",
+    group="logging",
+  )
+  metrics_port: int = _field(
+    0, "serve Prometheus /metrics on this port (learner and actor); 0 for none", group="logging"
+  )
+  max_message_mb: int = _field(64, "largest gRPC message, MiB, on both sides", group="serving")
   keepalive_seconds: float = _field(
-    20.0, "seconds between keepalive pings on a quiet connection (either end)"
+    20.0, "seconds between keepalive pings on a quiet connection (either end)", group="serving"
   )
   max_upload_streams: int = _field(
-    512, "learner: upload streams served at once (more are refused; calls keep their own)"
+    512,
+    "learner: upload streams served at once (more are refused; calls keep their own)",
+    group="serving",
   )
-  max_streams_per_actor: int = _field(4, "learner: upload streams one actor id may hold open")
+  max_streams_per_actor: int = _field(
+    4, "learner: upload streams one actor id may hold open", group="serving"
+  )
   stream_idle_timeout: float = _field(
-    120.0, "learner: seconds an upload stream may wait for its next unroll before it is closed"
+    120.0,
+    "learner: seconds an upload stream may wait for its next unroll before it is closed",
+    group="serving",
   )
 
   # Several learners (learner only; see README "Several learners").
-  num_learners: int = _field(1, "learner processes that train as one, data-parallel")
+  num_learners: int = _field(
+    1, "learner processes that train as one, data-parallel", group="several learners"
+  )
   learner_index: int = _field(
     0,
     "this learner's index in [0, --num-learners); learner 0 "
     "coordinates, assigns actors and writes checkpoints",
+    group="several learners",
   )
   coordinator_address: str = _field(
-    "", "host:port where learner 0 runs the JAX coordination service (several learners)"
+    "",
+    "host:port where learner 0 runs the JAX coordination service (several learners)",
+    group="several learners",
   )
   advertise_address: str = _field(
     "",
     "host:port at which actors reach this learner (several "
     "learners); default: this host's name and --port",
+    group="several learners",
   )
 
   # Security (both ends; see README "Security").
-  auth_token: str = _field("", "shared token actors must send; prefer --auth-token-file")
+  auth_token: str = _field(
+    "", "shared token actors must send; prefer --auth-token-file", group="security"
+  )
   auth_token_file: str = _field(
-    "", "file holding the shared token (a mounted Secret); an empty file: no token"
+    "",
+    "file holding the shared token (a mounted Secret); an empty file: no token",
+    group="security",
   )
-  tls_cert: str = _field("", "learner: PEM certificate chain; with --tls-key turns TLS on")
-  tls_key: str = _field("", "learner: PEM private key of --tls-cert")
+  tls_cert: str = _field(
+    "", "learner: PEM certificate chain; with --tls-key turns TLS on", group="security"
+  )
+  tls_key: str = _field("", "learner: PEM private key of --tls-cert", group="security")
   tls_client_ca: str = _field(
-    "", "learner: PEM CA that actors' certificates must chain to (mutual TLS)"
+    "", "learner: PEM CA that actors' certificates must chain to (mutual TLS)", group="security"
   )
-  tls_ca: str = _field("", "actor: PEM CA to verify the learner with; turns TLS on")
-  tls_client_cert: str = _field("", "actor: PEM certificate for mutual TLS")
-  tls_client_key: str = _field("", "actor: PEM private key of --tls-client-cert")
+  tls_ca: str = _field(
+    "", "actor: PEM CA to verify the learner with; turns TLS on", group="security"
+  )
+  tls_client_cert: str = _field("", "actor: PEM certificate for mutual TLS", group="security")
+  tls_client_key: str = _field("", "actor: PEM private key of --tls-client-cert", group="security")
   tls_server_name: str = _field(
-    "", "actor: name to expect in the learner's certificate; default: the host of --grpc-host"
+    "",
+    "actor: name to expect in the learner's certificate; default: the host of --grpc-host",
+    group="security",
   )
   health_port: int = _field(
     0,
     "learner: also serve the gRPC health service, in plaintext "
     "and nothing else, on this port (probes); 0 for none",
+    group="serving",
   )
 
   # Actor only.
   grpc_host: str = _field(
-    "localhost:50051", "learner address host:port (env GRPC_HOST)", env="GRPC_HOST"
+    "localhost:50051", "the learner's address, host:port", env="GRPC_HOST", group="actor"
   )
-  actor_id: str = _field("", "stable actor id; default: hostname-pid")
-  rpc_timeout: float = _field(30.0, "deadline of one RPC, seconds")
+  actor_id: str = _field("", "stable actor id; default: hostname-pid", group="actor")
+  rpc_timeout: float = _field(30.0, "deadline of one RPC, seconds", group="actor")
+  wait_for_next_run: bool = _field(
+    False,
+    "actor: when the learner's run ends, wait for the next run at --grpc-host instead of stopping",
+    group="actor",
+  )
 
   def __post_init__(self):
     self.hidden_sizes = tuple(self.hidden_sizes)
@@ -217,6 +316,33 @@ class Config:
 RUN_SETTINGS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("run"))
 # What a checkpoint must have been written with to be resumed: the same task and network.
 RESUME_SETTINGS = ("env_id", "env_kwargs", "torso", "hidden_sizes", "lstm_size")
+# The settings of the experiment: a run directory keeps them (another value is refused),
+# and TensorBoard shows them as the run's hyperparameters.
+HPARAMS = tuple(
+  f.name
+  for f in dataclasses.fields(Config)
+  if f.metadata["group"] in ("environment", "network", "optimisation") and f.name != "preset"
+)
+# The actor's own settings, and those it shares with the learner; the rest are the
+# learner's (of them, an actor takes the run settings from the handshake).
+ACTOR_SETTINGS = (
+  "grpc_host",
+  "actor_id",
+  "rpc_timeout",
+  "wait_for_next_run",
+  "tls_ca",
+  "tls_client_cert",
+  "tls_client_key",
+  "tls_server_name",
+)
+SHARED_SETTINGS = (
+  "log_every",
+  "metrics_port",
+  "max_message_mb",
+  "keepalive_seconds",
+  "auth_token",
+  "auth_token_file",
+)
 
 
 def _check(self: Config):

@@ -8,6 +8,9 @@
   rewards are left as they are (clip them in the loss: --max-abs-reward 1). `env_kwargs`
   go to `ale_py.vector_env.AtariVectorEnv`, e.g. `{"episodic_life": true}`;
 - `bsuite/catch`: bsuite's Catch (dm_env) through an adapter (see catch.py);
+- your own: `MODULE:ID` imports MODULE (which registers ID with gymnasium) first, as
+  `gym.make` does; so does `--env-module MODULE`, in the learner, its actors and
+  evaluation alike;
 - MinAtar as `MinAtar/<Game>-v1` (the `minatar` package: 10x10xC boolean images, the
   minimal action set) and POPGym as `popgym-<Name>-v0` (the `popgym` package: memory
   tasks), registered with gymnasium when first named.
@@ -25,8 +28,11 @@ their true final observation.
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import re
+import sys
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -53,6 +59,27 @@ ATARI_DEFAULTS = dict(
 )
 
 
+def load_modules(modules: str, env_id: str = "") -> str:
+  """Imports the modules of --env-module (comma-separated) and the MODULE of an id
+  MODULE:ID, as gymnasium's `make` does, so that they register their environments;
+  returns the id without its module. The working directory is searched too (where a
+  user's module is, for the learner, its local actors and evaluation alike)."""
+  module, _, name = env_id.rpartition(":")
+  wanted = [m.strip() for m in modules.split(",") if m.strip()] + ([module] if module else [])
+  if wanted and os.getcwd() not in sys.path and "" not in sys.path:
+    sys.path.append(os.getcwd())
+  for m in wanted:
+    try:
+      importlib.import_module(m)
+    except ImportError as e:
+      raise ConfigError(
+        f"bad value for {'--env-id' if m == module else '--env-module'}: cannot import "
+        f"module {m!r} ({e})",
+        "env_id" if m == module else "env_module",
+      ) from None
+  return name
+
+
 def _register(env_id: str):
   """Registers the suite that `env_id` belongs to, if it is one gymnasium does not know."""
   if env_id in gym.registry:
@@ -77,13 +104,17 @@ def _flat(env: gym.Env) -> gym.Env:
   )
 
 
-def make(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vector.VectorEnv:
+def make(
+  env_id: str, num_envs: int, env_kwargs: dict | None = None, modules: str = ""
+) -> gym.vector.VectorEnv:
   """A batch of `num_envs` environments; `reset(seed=...)` them before stepping.
+  `modules`: --env-module, imported first (see load_modules).
 
   Uses the environment's own vectorized implementation when gymnasium has one
   (CartPole's is ~100x faster than stepping copies one by one).
   """
   env_kwargs = dict(env_kwargs or {})
+  env_id = load_modules(modules, env_id)
   atari = ATARI.fullmatch(env_id)
   if atari:
     return _atari(atari.group(1), num_envs, env_kwargs)
@@ -150,10 +181,12 @@ def spec_of(envs: gym.vector.VectorEnv) -> EnvSpec:
   )
 
 
-def describe(env_id: str, env_kwargs: dict | None = None) -> EnvSpec:
+def describe(env_id: str, env_kwargs: dict | None = None, modules: str = "") -> EnvSpec:
   """The spec of an environment, from one throwaway copy; ConfigError if there is none."""
   try:
-    envs = make(env_id, 1, env_kwargs=env_kwargs)
+    envs = make(env_id, 1, env_kwargs, modules)
+  except ConfigError:
+    raise
   except (gym.error.Error, ImportError, ValueError, TypeError, RuntimeError) as e:
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise ConfigError(

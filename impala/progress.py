@@ -31,6 +31,8 @@ SCALARS = {
   "queue_depth": "learner/queue_depth",
   "actors_connected": "learner/actors",
 }
+# The scalars TensorBoard's hparams view shows beside each run's hyperparameters.
+HPARAM_METRICS = ("episode/return_mean_100", "throughput/frames_per_second")
 
 
 def record(
@@ -58,11 +60,73 @@ def record(
   )
 
 
+def number(x: float) -> str:
+  """A return or a length: "-" before any episode, four digits below 100 (Catch's 0.94)."""
+  if x is None or math.isnan(x):
+    return "-"
+  if abs(x) < 5e-5:
+    return "0"
+  return f"{x:.1f}" if abs(x) >= 100 else f"{x:.4g}"
+
+
+def _not_accepted(r: dict) -> str:
+  parts = [
+    f"{n:,} {name}"
+    for name, n in (
+      ("dup", r["duplicates"]),
+      ("stale", r["stale"]),
+      ("rejected", sum(r["rejected"].values())),
+      ("abandoned", r["abandoned"]),
+    )
+    if n
+  ]
+  return "not accepted: " + ", ".join(parts) if parts else ""
+
+
+def _short(x: float) -> str:
+  """1234567 -> 1.23M: a count or a rate in a few columns."""
+  for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+    if abs(x) >= scale:
+      return f"{x / scale:.3g}{unit}"
+  return f"{x:.3g}"
+
+
+def fields(r: dict) -> list[str]:
+  """The live line's fields of record `r`, the most important first."""
+  waiting = r["waiting_for"] if r["waiting_for"] and not r["updates_per_second"] else ""
+  shown = [
+    f"[{r['seconds']:.1f}s]",
+    f"return {number(r['return_mean_100'])}",
+    f"{_short(r['frames'])} frames {_short(r['frames_per_second'])}/s",
+    _not_accepted(r),
+    f"waiting for {waiting}" if waiting else "",
+    f"{_short(r['updates'])} updates {r['updates_per_second']:.1f}/s",
+    f"mean of {r['episodes_in_mean']} episodes",
+    f"lag {r['policy_lag']:.1f}",
+    f"{r['actors_connected']} actors",
+    f"queue {r['queue_depth']}",
+    f"{r['unauthenticated']} unauthenticated calls" if r["unauthenticated"] else "",
+  ]
+  return [f for f in shown if f]
+
+
+def fit(parts: list[str], width: int) -> str:
+  """As many of `parts` (most important first) as fit in `width` columns, in order."""
+  taken, used = [], 0
+  for part in parts:
+    cost = len(part) + (2 if taken else 0)
+    if used + cost <= width:
+      taken.append(part)
+      used += cost
+  return "  ".join(taken)
+
+
 def line(r: dict) -> str:
+  """The plain progress line of logs: every figure, the whole accounting."""
   return (
     f"[{r['seconds']:7.1f}s] frames {r['frames']:>10,} ({r['frames_per_second']:>9,.0f}/s)  "
     f"updates {r['updates']:>7,} ({r['updates_per_second']:>6,.1f}/s)  "
-    f"return {r['return_mean_100']:7.1f} (last {r['episodes_in_mean']})  "
+    f"return {number(r['return_mean_100']):>7} (last {r['episodes_in_mean']})  "
     f"lag {r['policy_lag']:4.1f}  queue {r['queue_depth']:3d}  actors {r['actors_connected']}  "
     f"unrolls {r['received']:,} = {r['accepted']:,} accepted + {r['duplicates']} dup + "
     f"{r['stale']} stale + {sum(r['rejected'].values())} rejected + {r['abandoned']} abandoned"
@@ -76,41 +140,78 @@ def line(r: dict) -> str:
 
 
 class Console:
-  """One line rewritten in place on a terminal; plain lines otherwise (logs), never both."""
+  """On a terminal: one line rewritten in place, sized to the terminal's width (read at
+  each update: a resized window is followed), so it never wraps; log lines (`write`, a
+  stream for logging handlers) go above it. Otherwise (logs): plain lines with every
+  figure. Never both."""
 
   def __init__(self, stream=None):
     self.stream = stream or sys.stderr
     self.live = self.stream.isatty()
-    self._shown = False
+    self._line = ""  # the live line shown now
 
-  def show(self, text: str):
-    self.stream.write(f"\r\x1b[K{text}" if self.live else text + "\n")
+  def width(self) -> int:
+    try:
+      return os.get_terminal_size(self.stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+      return 80
+
+  def show(self, r: dict):
+    if self.live:  # one column spare: a line as wide as the terminal wraps on some
+      self._line = fit(fields(r), self.width() - 1)
+      self.stream.write(f"\r\x1b[K{self._line}")
+    else:
+      self.stream.write(line(r) + "\n")
     self.stream.flush()
-    self._shown = True
+
+  def write(self, text: str):
+    """Text of whole lines (a log record), shown above the live line."""
+    self.stream.write(f"\r\x1b[K{text}{self._line}" if self._line else text)
+
+  def flush(self):
+    self.stream.flush()
 
   def close(self):
-    if self.live and self._shown:
+    if self._line:
       self.stream.write("\n")
       self.stream.flush()
+    self._line = ""
+
+
+def strict(value):
+  """`value` with its NaNs and infinities as None: JSON, as every parser reads it."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {k: strict(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [strict(v) for v in value]
+  return value
+
+
+def dumps(value) -> str:
+  return json.dumps(strict(value), allow_nan=False)
 
 
 class RunLog:
-  """TensorBoard events, progress.jsonl and the run's config.toml in `logdir`."""
+  """TensorBoard events (with the run's hyperparameters) and progress.jsonl in `logdir`."""
 
-  def __init__(self, logdir: str, config_toml: str):
-    from tensorboardX import SummaryWriter  # only runs with --logdir need it
+  def __init__(self, logdir: str, hparams: dict):
+    from tensorboardX import SummaryWriter  # only runs that keep events need it
+    from tensorboardX.summary import hparams as hparams_summaries
 
     os.makedirs(logdir, exist_ok=True)
-    with open(os.path.join(logdir, "config.toml"), "w") as f:
-      f.write(config_toml)
     self._writer = SummaryWriter(logdir)
+    events = self._writer._get_file_writer()
+    for summary in hparams_summaries(hparams, {tag: None for tag in HPARAM_METRICS}):
+      events.add_summary(summary)
     self._jsonl = open(os.path.join(logdir, "progress.jsonl"), "a")
 
   def write(self, r: dict):
     for key, tag in SCALARS.items():
       if key in r and not math.isnan(r[key]):
         self._writer.add_scalar(tag, r[key], global_step=r["frames"])
-    self._jsonl.write(json.dumps(r) + "\n")
+    self._jsonl.write(dumps(r) + "\n")
     self._jsonl.flush()
 
   def close(self):

@@ -100,6 +100,13 @@ def upload(port: int, *messages: bytes) -> list:
     return list(call(iter(messages), timeout=10))
 
 
+@pytest.fixture(autouse=True)
+def runs_in_tmp(tmp_path_factory, monkeypatch):
+  """Run directories named by default go to a temporary folder, not the repository's runs/
+  (the programs read IMPALA_RUNS; subprocesses inherit it)."""
+  monkeypatch.setenv("IMPALA_RUNS", str(tmp_path_factory.mktemp("runs")))
+
+
 @pytest.fixture
 def small_config():
   return Config(num_envs=4, unroll_length=5, batch_size=2, queue_size=8, rpc_timeout=10.0)

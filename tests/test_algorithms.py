@@ -197,7 +197,7 @@ def test_atari_with_its_preset_trains_end_to_end(tmp_path):
     str(20 * 2 * 4 * 20),
     "--max-seconds",
     "240",
-    "--logdir",
+    "--run-dir",
     str(tmp_path),
     timeout=300,
   )

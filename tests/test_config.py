@@ -7,9 +7,9 @@ import sys
 import pytest
 from conftest import ROOT
 
-from impala import flags
+from impala import cli, flags
 from impala.config import Config, ConfigError
-from impala.learner import Learner, program
+from impala.learner import Learner
 
 
 def test_defaults_are_valid_and_cartpole():
@@ -36,7 +36,9 @@ def test_flags_override_environment_which_overrides_defaults():
     (["--discount", "1.5"], "bad value for --discount: 1.5 (must be in [0, 1])"),
     (["--env-kwargs", "[1]"], "bad value for --env-kwargs: '[1]' (expected a JSON object)"),
     (["--grpc-host", "nohost"], "bad value for --grpc-host: 'nohost' (must be host:port"),
-    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--no-such-flag"], "unknown flag --no-such-flag; see"),
+    (["--local-actor", "2"], "unknown flag --local-actor; did you mean --local-actors?"),
+    (["--env", "Acrobot-v1"], "unknown flag --env; did you mean --env-id?"),
     (
       ["--num-learners", "2", "--learner-index", "2", "--coordinator-address", "h:7000"],
       "bad value for --learner-index: 2 (must be in [0, 2))",
@@ -102,7 +104,7 @@ def test_entry_points_print_one_line_and_exit_non_zero(script):
   ],
 )
 def test_an_environment_that_cannot_be_made_is_one_line(args, reason, capsys):
-  assert program.main(["--port", "0", *args]) == 2
+  assert cli.learner(["--port", "0", *args]) == 2
   [line] = [x for x in capsys.readouterr().err.strip().splitlines() if "error" in x.lower()]
   assert line.startswith(
     "learner_server.py: error: bad value for --env-id/--env-kwargs: " + reason
@@ -135,7 +137,7 @@ def test_an_environment_that_cannot_be_made_is_one_line(args, reason, capsys):
   ],
 )
 def test_settings_that_do_not_fit_the_environment_or_a_message_are_one_line(args, message, capsys):
-  assert program.main(["--port", "0", *args]) == 2
+  assert cli.learner(["--port", "0", *args]) == 2
   assert capsys.readouterr().err.strip().splitlines() == [f"learner_server.py: error: {message}"]
 
 
@@ -144,7 +146,7 @@ def test_port_in_use_is_one_line(capsys):
     busy.bind(("::", 0))
     busy.listen()
     port = busy.getsockname()[1]
-    assert program.main(["--port", str(port)]) == 2
+    assert cli.learner(["--port", str(port)]) == 2
   # gRPC's C core logs its own diagnostic on the file descriptor; ours is the one line.
   assert capsys.readouterr().err.strip().splitlines() == [
     (

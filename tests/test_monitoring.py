@@ -6,6 +6,7 @@ command, with every output switched on) feeds most of them."""
 import contextlib
 import io
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -17,9 +18,8 @@ import pytest
 from conftest import ROOT, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from impala import evaluate, metrics, plot, progress
+from impala import checkpoint, cli, evaluate, metrics, plot, presets, progress
 from impala.actor import Session
-from impala.actor import program as actor_program
 from impala.config import Config
 from impala.learner import COUNTERS, Learner, program
 
@@ -41,7 +41,7 @@ def value(samples: dict, name: str, **labels) -> float:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  """A CartPole run with metrics, logdir and checkpoints, to a training mean of 490 (at 475
+  """A CartPole run with metrics, in a run directory, to a training mean of 490 (at 475
   the averaged parameters evaluate at 448-500 over runs, at 490 at 492-500); /metrics is
   scraped at the first two progress lines after frames arrive."""
   d = tmp_path_factory.mktemp("run")
@@ -60,10 +60,8 @@ def run(tmp_path_factory):
       str(free_port()),
       "--metrics-port",
       str(metrics_port),
-      "--logdir",
-      str(d / "logs"),
-      "--checkpoint-dir",
-      str(d / "checkpoints"),
+      "--run-dir",
+      str(d / "run"),
       "--log-every",
       "0.5",
     ],
@@ -124,7 +122,7 @@ def test_summary_progress_record_and_metrics_name_every_counter_alike(tmp_path):
     local_actors=2,
     port=0,
     metrics_port=free_port(),
-    logdir=str(tmp_path),
+    run_dir=str(tmp_path),
     max_frames=100_000,
     log_every=0.5,
   )
@@ -149,6 +147,17 @@ def test_console_prints_plain_lines_when_not_a_terminal(run):
   assert all("queue" in line and "accepted" in line for line in progress_lines)
 
 
+def sample_record(**figures) -> dict:
+  """A progress record as progress.record makes them, with `figures` over its values."""
+  record = dict(
+    seconds=12.5, frames=1_000_000, frames_per_second=200_000.0, updates=400,
+    updates_per_second=80.0, return_mean_100=0.94, episodes_in_mean=100, policy_lag=1.5,
+    queue_depth=0, actors_connected=2, received=800, accepted=800, duplicates=0, stale=0,
+    rejected={}, abandoned=0, unauthenticated=0, waiting_for="",
+  )  # fmt: skip
+  return {**record, **figures}
+
+
 def test_console_rewrites_one_line_on_a_terminal():
   class Terminal(io.StringIO):
     def isatty(self):
@@ -156,17 +165,19 @@ def test_console_rewrites_one_line_on_a_terminal():
 
   screen = Terminal()
   console = progress.Console(screen)
-  console.show("first")
-  console.show("second")
+  console.show(sample_record(frames=1))
+  console.show(sample_record(frames=2))
   console.close()
-  assert screen.getvalue() == "\r\x1b[Kfirst\r\x1b[Ksecond\n"
+  first, second = screen.getvalue().split("\r\x1b[K")[1:]
+  assert "  1 frames " in first and "  2 frames " in second
+  assert "\n" not in first and second.endswith("\n") and second.count("\n") == 1
 
 
 @pytest.mark.slow
 def test_tensorboard_events_hold_the_scalars(run):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-  events = EventAccumulator(str(run["dir"] / "logs"))
+  events = EventAccumulator(str(run["dir"] / "run"))
   events.Reload()
   assert set(progress.SCALARS.values()) <= set(events.Tags()["scalars"])
   returns = events.Scalars("episode/return_mean_100")
@@ -178,7 +189,7 @@ def test_tensorboard_events_hold_the_scalars(run):
 @pytest.mark.slow
 def test_plot_writes_a_png_of_the_requested_size(run, tmp_path, capsys):
   out = tmp_path / "curve.png"
-  assert plot.main([str(run["dir"] / "logs"), "-o", str(out), "--size", "900x600"]) == 0
+  assert plot.main([str(run["dir"] / "run"), "-o", str(out), "--size", "900x600"]) == 0
   header = out.read_bytes()[:24]
   assert header[:8] == b"\x89PNG\r\n\x1a\n"
   assert struct.unpack(">II", header[16:24]) == (900, 600)
@@ -190,9 +201,9 @@ def test_evaluation_of_the_trained_checkpoint_reaches_475_and_a_fresh_one_does_n
   run, tmp_path, capsys
 ):
   """Evaluation uses the moving average of the parameters (see `run` for the figures)."""
-  assert evaluate.main([str(run["dir"] / "checkpoints"), "--episodes", "50"]) == 0
+  assert evaluate.main([str(run["dir"] / "run"), "--episodes", "50"]) == 0
   trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-  assert trained["checkpoint"] == run["summary"]["checkpoint"]
+  assert trained["checkpoint"] == run["summary"]["model"]
   assert trained["mean"] >= 475 and trained["episodes"] == 50 and trained["params"] == "averaged"
   fresh = Learner(Config(checkpoint_dir=str(tmp_path)))
   fresh.save_checkpoint()
@@ -206,9 +217,7 @@ def test_evaluation_of_the_trained_checkpoint_reaches_475_and_a_fresh_one_does_n
 def test_evaluation_records_a_video_when_asked(run, tmp_path, capsys):
   pytest.importorskip("moviepy")  # requirements-dev.txt has it; users install it to record
   video = tmp_path / "video"
-  assert (
-    evaluate.main([str(run["dir"] / "checkpoints"), "--episodes", "2", "--video", str(video)]) == 0
-  )
+  assert evaluate.main([str(run["dir"] / "run"), "--episodes", "2", "--video", str(video)]) == 0
   result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   files = list(video.glob("*.mp4"))
   assert len(files) == 1 and files[0].stat().st_size > 1000 and result["video_return"] > 0
@@ -220,7 +229,7 @@ def test_evaluate_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
   assert e.value.code == 2
   assert (
     capsys.readouterr().err.strip()
-    == f"evaluate: error: no readable checkpoint at {str(tmp_path)!r}"
+    == f"evaluate: error: no readable checkpoint or model at {str(tmp_path)!r}"
   )
 
 
@@ -245,9 +254,7 @@ def test_actor_metrics(learner_server):
 def test_a_metrics_port_in_use_is_a_one_line_error(capsys):
   taken = metrics.serve(metrics.ActorCollector(Session(Config())), 0, "127.0.0.1")
   try:
-    assert (
-      actor_program.main(["--metrics-port", str(taken.port), "--grpc-host", "127.0.0.1:1"]) == 2
-    )
+    assert cli.actor(["--metrics-port", str(taken.port), "--grpc-host", "127.0.0.1:1"]) == 2
   finally:
     taken.close()
   assert (
@@ -259,22 +266,53 @@ def test_a_metrics_port_in_use_is_a_one_line_error(capsys):
   )
 
 
-def test_plot_draws_several_runs_in_one_figure(tmp_path, capsys):
-  for name, slope in (("impala", 1.0), ("appo", 3.0)):
-    (tmp_path / name).mkdir()
-    records = [
-      dict(
-        frames=i * 1000, seconds=i, return_mean_100=slope * i, frames_per_second=1e3, policy_lag=2
-      )
-      for i in range(1, 6)
-    ]
-    (tmp_path / name / "progress.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-  out = tmp_path / "both.png"
-  assert plot.main([str(tmp_path / "impala"), str(tmp_path / "appo"), "-o", str(out)]) == 0
-  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  assert "2 runs, 10 records" in capsys.readouterr().out
-  (tmp_path / "empty").mkdir()
-  (tmp_path / "empty" / "progress.jsonl").write_text("")
-  with pytest.raises(SystemExit) as e:
-    plot.main([str(tmp_path / "impala"), str(tmp_path / "empty"), "-o", str(out)])
-  assert e.value.code == 2
+@pytest.mark.slow
+def test_the_run_directory_keeps_the_run(run):
+  """The quick start's run directory: its configuration, checkpoints, progress, events
+  with the hyperparameters, the final model; the last line says where, strict JSON after."""
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+  d = run["dir"] / "run"
+  assert Config(**presets.read_file(d / "config.toml")).stop_at_return == 490
+  assert run["summary"]["checkpoint"].startswith(str(d / "checkpoints" / "ckpt-"))
+  assert run["summary"]["model"] == str(d / "model.npz") and run["summary"]["run_dir"] == str(d)
+  model = checkpoint.record_of(str(d / "model.npz"))
+  assert model["kind"] == "model" and model["updates"] == run["summary"]["updates"]
+  events = EventAccumulator(str(d))
+  events.Reload()
+  hparams = events.PluginTagToContent("hparams")
+  assert b"learning_rate" in b"".join(hparams.values()) and len(hparams) == 3
+  assert run["stderr"][-1].startswith("reached the target 490: return ")
+  assert run["stderr"][-1].rstrip().endswith(f"evaluate it with: python -m impala.evaluate {d}.")
+
+
+@pytest.mark.slow
+def test_a_run_directory_resumes_its_run_and_refuses_other_settings(run, tmp_path):
+  d = tmp_path / "run"
+  shutil.copytree(run["dir"] / "run", d)
+  before = plot.read(str(d))
+  frames = run["summary"]["frames"] + 200_000
+  argv = [sys.executable, "learner_server.py", "--run-dir", str(d), "--port", str(free_port())]
+  done = subprocess.run(
+    argv + ["--max-frames", str(frames), "--stop-at-return", "1000"],  # local actors: the run's
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=180,
+  )
+  assert done.returncode == 1, done.stderr[-2000:]  # the cap came before the target
+  assert f"resumed from {run['summary']['checkpoint'].replace(str(run['dir']), str(tmp_path))}" in (
+    done.stderr
+  )
+  after = plot.read(str(d))[len(before) :]
+  assert after and after[0]["frames"] >= run["summary"]["frames"]
+  seconds = [r["seconds"] for r in before + after]
+  assert seconds == sorted(seconds)  # the run's time goes on
+  refused = subprocess.run(
+    argv + ["--learning-rate", "0.0005"], cwd=ROOT, capture_output=True, text=True, timeout=120
+  )
+  assert refused.returncode == 2
+  assert refused.stderr.strip().splitlines() == [
+    f"learner_server.py: error: bad value for --learning-rate: 0.0005 (the run in {d} has "
+    "learning_rate = 0.001: resume it with that, or start another --run-dir)"
+  ]

@@ -9,8 +9,8 @@ import pytest
 from conftest import free_port, require_tool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from impala import cli
 from impala.actor import Session
-from impala.actor import program as actor_program
 from impala.config import Config
 from impala.transport import codec
 from impala.transport.client import LearnerClient
@@ -205,7 +205,7 @@ def test_an_actor_trains_over_mutual_tls_with_a_token(serve, pki):
 
 
 def test_unreadable_credential_files_are_one_line_errors(capsys):
-  assert actor_program.main(["--tls-ca", "/nonexistent/ca.crt"]) == 2
+  assert cli.actor(["--tls-ca", "/nonexistent/ca.crt"]) == 2
   assert capsys.readouterr().err.strip() == (
     "actor_client.py: error: bad value for --tls-ca: cannot read '/nonexistent/ca.crt' "
     "(No such file or directory)"

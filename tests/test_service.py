@@ -248,3 +248,15 @@ def test_an_upload_waiting_through_a_long_update_survives_the_actors_pings(small
     client.close()
     grpc_server.stop(grace=None).wait()
     learner.close()
+
+
+def test_an_actor_stops_when_the_learners_run_has_ended(serve):
+  """The learner answers uploads after its run ended with its stop reason, and takes none."""
+  learner, port = serve()
+  config = Config(grpc_host=f"127.0.0.1:{port}", actor_id="after", rpc_timeout=10.0)
+  actor = Session(config)
+  actor.run(threading.Event(), max_unrolls=2)
+  received = learner.snapshot().received
+  learner.ended = "max_frames"
+  actor.run(threading.Event())  # returns by itself
+  assert actor.ended == "max_frames" and learner.snapshot().received == received

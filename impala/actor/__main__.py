@@ -2,6 +2,6 @@
 
 import sys
 
-from impala.actor import program
+from impala import cli
 
-sys.exit(program.main())
+sys.exit(cli.actor())

@@ -12,9 +12,12 @@ import threading
 import grpc
 
 from impala import config as config_lib
-from impala import flags, metrics
+from impala import metrics
 from impala.actor.session import Session, log
 from impala.transport.client import LearnerClient
+
+# Seconds a signalled actor has to stop before it exits regardless.
+STOP_GRACE = 1.5
 
 
 def _die_with_parent():
@@ -30,22 +33,33 @@ def _die_with_parent():
     sys.exit(0)
 
 
-def main(argv=None) -> int:
+def run(config: config_lib.Config, given: frozenset = frozenset()) -> int:
+  """The actor program on `config` (see cli.actor); `given`: the settings given to it."""
   try:
-    config = flags.from_args(argv, description="IMPALA actor (gRPC client).")
     LearnerClient(config).close()  # reads the token and TLS files: a bad path fails here
-    session = Session(config)
+    session = Session(config, given)
     if config.metrics_port:
       metrics.serve(metrics.ActorCollector(session), config.metrics_port)
   except config_lib.ConfigError as e:
     print(f"actor_client.py: error: {e}", file=sys.stderr)
     return 2
   logging.basicConfig(format="%(asctime)s actor %(message)s")
-  log.setLevel(logging.INFO)
+  # A local actor's lines would be the learner's console's: the learner reports for it.
+  log.setLevel(logging.WARNING if os.environ.get("IMPALA_PARENT_PID") else logging.INFO)
   _die_with_parent()
-  stop = threading.Event()
+  stop, signalled = threading.Event(), []
+
+  def on_signal(number, _):
+    if not stop.is_set():
+      signalled.append(signal.Signals(number).name)
+      stop.set()
+      # An RPC or an environment step may hold the session: it gets STOP_GRACE s.
+      watchdog = threading.Timer(STOP_GRACE, _exit_now, (session, signal.Signals(number).name))
+      watchdog.daemon = True
+      watchdog.start()
+
   for sig in (signal.SIGTERM, signal.SIGINT):
-    signal.signal(sig, lambda *_: stop.set())
+    signal.signal(sig, on_signal)
   try:
     session.run(stop)
   except grpc.RpcError as e:
@@ -54,8 +68,12 @@ def main(argv=None) -> int:
       file=sys.stderr,
     )
     return 1
+  why = f"the learner's run ended: {session.ended}" if session.ended else signalled[0]
+  log.info(session.final_line(why))
   return 0
 
 
-if __name__ == "__main__":
-  sys.exit(main())
+def _exit_now(session: Session, signal_name: str):
+  log.info(session.final_line(f"{signal_name}, without waiting for the session"))
+  logging.shutdown()
+  os._exit(0)

@@ -37,7 +37,9 @@ class Rollout:
 
   def __init__(self, config: Config):
     self.settings = config.run_settings()
-    self.envs = environments.make(config.env_id, config.num_envs, config.env_kwargs)
+    self.envs = environments.make(
+      config.env_id, config.num_envs, config.env_kwargs, config.env_module
+    )
     self.env = environments.spec_of(self.envs)
     self.spec = specs.UnrollSpec.for_run(config, self.env)
     self.network = networks.for_run(config, self.env)

@@ -23,12 +23,16 @@ import jax
 
 from impala import specs
 from impala.actor.rollout import Rollout
-from impala.config import Config
-from impala.transport.client import RETRYABLE, LearnerClient
+from impala.config import RUN_SETTINGS, Config
+from impala.transport.client import RETRYABLE, LearnerClient, RunEnded
 
 log = logging.getLogger("impala.actor")
 
 MAX_IN_FLIGHT = 1
+# Seconds between the log lines that say the learner is still out of reach.
+RETRY_LOG_EVERY = 60.0
+# Seconds a stopping actor waits for the replies to the unrolls it has sent.
+STOP_PATIENCE = 1.0
 
 
 class Backoff:
@@ -49,8 +53,10 @@ class Session:
   """Acts for the learner: a Rollout of the run's environments, whose unrolls (A3C: their
   gradients) it uploads, with the learner's newest parameters."""
 
-  def __init__(self, config: Config):
-    self.config = config
+  def __init__(self, config: Config, given: frozenset = frozenset()):
+    """`given`: the settings given to this actor by flags or environment variables; a run
+    setting among them that the handshake overrides is warned about."""
+    self.config, self.given = config, given
     self.actor_id = config.actor_id or f"{socket.gethostname()}-{os.getpid()}"
     self.incarnation = random.SystemRandom().getrandbits(64)  # see Unroll.incarnation
     self.sequence = 0
@@ -59,6 +65,9 @@ class Session:
     self.rollout: Rollout | None = None  # built from the handshake
     self.run_id = ""  # of the learner this actor acts for
     self._unanswered = collections.deque()  # serialized unrolls sent but not yet answered
+    self.ended = ""  # why the learner's run ended, once it has said so
+    self.started = time.monotonic()
+    self._mark = (self.started, 0, 0)  # (time, frames, unrolls) of the last rate line
 
   def joined(self, run_id: str):
     """The handshake named the learner's run. Another run than before (a restarted
@@ -81,8 +90,41 @@ class Session:
     """Builds the rollout for the run; keeps it when a reconnect brings the same run."""
     if self.rollout is not None and self.rollout.settings == run_config.run_settings():
       return
+    for name in sorted(self.given & set(RUN_SETTINGS)):
+      ours, run = getattr(self.config, name), getattr(run_config, name)
+      if name == "seed" or ours != run:
+        log.warning(
+          "--%s %s is ignored: the learner's run sets %s",
+          name.replace("_", "-"),
+          ours,
+          "each actor's seed" if name == "seed" else f"{name}={run}",
+        )
     self._unanswered.clear()  # unrolls of another run's shapes
     self.rollout = Rollout(run_config)
+
+  def report(self, now: float | None = None):
+    """The rate line: frames and unrolls since the last one."""
+    now = time.monotonic() if now is None else now
+    frames = self.rollout.frames if self.rollout else 0
+    then, frames_then, unrolls_then = self._mark
+    interval = max(now - then, 1e-9)
+    log.info(
+      "%s frames (%s/s), %s unrolls (%.1f/s), %d stalls, %d reconnects",
+      f"{frames:,}",
+      f"{(frames - frames_then) / interval:,.0f}",
+      f"{self.sequence:,}",
+      (self.sequence - unrolls_then) / interval,
+      self.stalls,
+      self.reconnects,
+    )
+    self._mark = (now, frames, self.sequence)
+
+  def final_line(self, why: str) -> str:
+    frames = self.rollout.frames if self.rollout else 0
+    return (
+      f"{self.actor_id} stopped ({why}): {frames:,} frames, {self.sequence:,} unrolls "
+      f"in {time.monotonic() - self.started:.1f} s"
+    )
 
   def counters(self) -> dict:
     """What the actor has done so far (see metrics.ACTOR_DOCS)."""
@@ -130,6 +172,8 @@ class Session:
       # limit of streams) does not make the actor pile up unrolls.
       self._take_replies(stream, stop, keep=MAX_IN_FLIGHT - 1)
       while self._wants_more(stop, max_unrolls):
+        if time.monotonic() >= self._mark[0] + self.config.log_every:
+          self.report()
         raw = self.encode(client, *self.unroll(params, version), params)
         self._unanswered.append(raw)
         stream.send(raw)
@@ -139,7 +183,7 @@ class Session:
           if newer is not None:
             version, params = newer[0], jax.device_put(newer[1])
           weights = client.weights(self.actor_id, version)
-      self._take_replies(stream, stop, keep=0, patience=self.config.rpc_timeout)
+      self._take_replies(stream, stop, keep=0, patience=STOP_PATIENCE)
     finally:
       stream.close()
 
@@ -149,7 +193,10 @@ class Session:
     deadline = None
     while self._unanswered:
       over = len(self._unanswered) > keep
-      if stream.next_reply(timeout=0.1 if over else 0.0) is not None:
+      reply = stream.next_reply(timeout=0.1 if over else 0.0)
+      if reply is not None:
+        if reply.run_ended:
+          raise RunEnded(reply.run_ended)
         self._unanswered.popleft()
         continue
       if not over:
@@ -161,11 +208,12 @@ class Session:
       self.stalls += 1
 
   def run(self, stop: threading.Event, max_unrolls: int | None = None):
-    """Acts until `stop` is set (or `max_unrolls` were sent), reconnecting when the learner is away.
+    """Acts until `stop` is set (or `max_unrolls` were sent, or the learner's run ended:
+    see `ended`), reconnecting when the learner is away.
 
     Raises grpc.RpcError for errors a reconnect cannot fix (e.g. a protocol mismatch).
     """
-    backoff = Backoff()
+    backoff, away = Backoff(), Away(self.config.grpc_host)
     while self._wants_more(stop, max_unrolls):
       client = LearnerClient(self.config)
       try:
@@ -174,22 +222,82 @@ class Session:
           client.close()
           client = LearnerClient(dataclasses.replace(self.config, grpc_host=setup.learner_address))
           setup, config = client.hello(self.actor_id)
-          log.info("assigned to learner %s", client.config.grpc_host)
         self.joined(setup.run_id)
         backoff.reset()
+        away.back()
         self.prepare(config)
+        log.info(
+          "connected to learner %s: run %s, %s x %d environments, %s (actor %s, index %d)",
+          client.config.grpc_host,
+          setup.run_id,
+          config.env_id,
+          config.num_envs,
+          "sending gradients (a3c)" if config.algorithm == "a3c" else "sending unrolls",
+          self.actor_id,
+          setup.actor_index,
+        )
         self._act(client, stop, max_unrolls)
+      except RunEnded as e:
+        self._unanswered.clear()  # the run that would have answered them is over
+        if not self.config.wait_for_next_run:
+          self.ended = e.reason
+          return
+        log.info("the learner's run %s ended (%s); waiting for the next run", self.run_id, e)
+        stop.wait(backoff.next())
       except grpc.RpcError as e:
         if e.code() not in RETRYABLE:
           raise
         delay = backoff.next()
         self.reconnects += 1
-        log.info(
-          "learner %s unavailable (%s); retrying in %.1f s",
-          client.config.grpc_host,
-          e.code().name,
-          delay,
-        )
+        away.retry(e, delay)
         stop.wait(delay)
       finally:
         client.close()
+
+
+class Away:
+  """Says that the learner is out of reach: on the first failed attempt, then once every
+  RETRY_LOG_EVERY s while it lasts, with the reason (a name that does not resolve is
+  named as such)."""
+
+  def __init__(self, address: str):
+    self.address, self.since, self.said, self.attempts = address, None, 0.0, 0
+
+  def retry(self, error: grpc.RpcError, delay: float):
+    now = time.monotonic()
+    self.attempts += 1
+    if self.since is None:
+      self.since, self.said = now, now
+      log.warning(
+        "learner %s: %s; retrying with backoff (up to %.0f s), said again every %.0f s",
+        self.address,
+        reason(error, self.address),
+        Backoff().cap,
+        RETRY_LOG_EVERY,
+      )
+    elif now - self.said >= RETRY_LOG_EVERY:
+      self.said = now
+      log.warning(
+        "learner %s still out of reach after %.0f s and %d attempts: %s",
+        self.address,
+        now - self.since,
+        self.attempts,
+        reason(error, self.address),
+      )
+
+  def back(self):
+    if self.since is not None:
+      log.info("learner %s reached after %.0f s", self.address, time.monotonic() - self.since)
+    self.since, self.attempts = None, 0
+
+
+def reason(error: grpc.RpcError, address: str) -> str:
+  """Why an RPC to the learner failed, in words."""
+  details = (error.details() or "").strip()
+  host = address.rpartition(":")[0]
+  if any(word in details.lower() for word in ("dns", "resolv", "lookup")):
+    return f"cannot resolve host {host!r} (DNS)"
+  if "onnection refused" in details:
+    return "connection refused (no learner listens there yet?)"
+  first = details.splitlines()[0][:160] if details else ""
+  return f"{error.code().name}" + (f" ({first})" if first else "")

@@ -9,6 +9,7 @@ nothing of gRPC (transport/server.py adapts it), so it can be tested in-process.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import uuid
 import warnings
@@ -35,6 +36,12 @@ class Learner:
     `distributed.initialize` first; all learners then construct theirs together
     (learner 0's state, restored or new, is everyone's)."""
     _check_devices(config)
+    self.config = config
+    self.index, self.num_learners = config.learner_index, config.num_learners
+    self.env = environments.describe(config.env_id, config.env_kwargs, config.env_module)
+    self.spec = specs.UnrollSpec.for_run(config, self.env)
+    self.network = networks.for_run(config, self.env)
+    _check_sizes(config, self.spec, self.network)
     if config.checkpoint_dir and config.learner_index == 0:
       try:
         checkpoint.check_directory(config.checkpoint_dir)
@@ -44,12 +51,6 @@ class Learner:
           f"learner can write: {e.strerror or e})",
           "checkpoint_dir",
         ) from None
-    self.config = config
-    self.index, self.num_learners = config.learner_index, config.num_learners
-    self.env = environments.describe(config.env_id, config.env_kwargs)
-    self.spec = specs.UnrollSpec.for_run(config, self.env)
-    self.network = networks.for_run(config, self.env)
-    _check_sizes(config, self.spec, self.network)
     self.mesh = distributed.make_mesh()
     self.algorithm = algorithm or algorithms.make(config, self.network, self.spec, self.mesh)
     self.run_id = uuid.uuid4().hex[:12]
@@ -57,12 +58,14 @@ class Learner:
     state = self.algorithm.init(self.network.init(jax.random.PRNGKey(config.seed)))
     # restored_from: the checkpoint this learner resumed from. Actors start at version 0.
     # lineage: names the run's checkpoint files (its first learner's run id).
-    self.restored_from, state, counters, self.lineage = (
+    # seconds_before: the run's time before this process (its clock goes on from there).
+    self.restored_from, state, counters, record = (
       _restore(config, state)
       if (config.checkpoint_dir and self.index == 0)
-      else (None, state, (0, 0, 1), None)
+      else (None, state, (0, 0, 1), {})
     )
-    self.lineage = self.lineage or self.run_id
+    self.lineage = record.get("lineage") or self.run_id
+    self.seconds_before = float(record.get("seconds", 0.0))
     counters = np.array(counters, np.int64)
     state, counters = distributed.from_learner_0((jax.device_get(state), counters.view(np.uint8)))
     self._updates, self._frames, self._version = counters.view(np.int64).tolist()
@@ -74,6 +77,7 @@ class Learner:
     self._lag_sum, self._lag_batches = 0.0, 0
     self._skipped, self._unsettled = 0, None  # the newest update's "skipped", unread
     self.activity = "starting"  # what the learner waits for now, as the progress records say
+    self.ended = ""  # the stop reason, once the run is over: actors are told so
     self._done = self._newest()  # the newest update known to be computed
     self._frames_per_input = (
       config.unroll_length * config.num_envs * self.algorithm.unrolls_per_update
@@ -229,24 +233,38 @@ class Learner:
     values = {k: float(v) for k, v in distributed.local(newest).items()} if metrics else {}
     return snapshot.take(self.index, self.num_learners, self.intake, self.actors, values, **mark)
 
-  def save_checkpoint(self, wait: bool = True) -> str:
+  def save_checkpoint(self, wait: bool = True, seconds: float = 0.0) -> str:
     """Writes params, optimizer state, counters, version and the run's settings (one
     consistent snapshot): of the newest update, or without `wait` of the newest one
-    computed. The update draws no random numbers: the seed is all the RNG state there is."""
+    computed; `seconds`: the run's time so far. The update draws no random numbers: the
+    seed is all the RNG state there is."""
+    state, record = self._record(wait, seconds)
+    return checkpoint.save(
+      self.config.checkpoint_dir, distributed.local(state), record, self.config.keep_checkpoints
+    )
+
+  def save_model(self, path: str, seconds: float = 0.0) -> str:
+    """Writes the final model to `path`: the moving average of the parameters of the newest
+    update computed, with the checkpoint's record and the return reached."""
+    state, record = self._record(False, seconds)
+    reached = self.snapshot(wait=False).return_mean_100
+    record.update(kind="model", return_mean_100=reached if math.isfinite(reached) else None)
+    return checkpoint.write(path, distributed.local(state.average_params), record)
+
+  def _record(self, wait: bool, seconds: float) -> tuple[algorithms.TrainingState, dict]:
     with self.lock:
       state, _, updates, frames, version = self._newest() if wait else self._ready()
       record = dict(
         updates=updates,
         frames=frames,
         version=version,
+        seconds=round(seconds, 2),
         seed=self.config.seed,
         run_id=self.run_id,
         lineage=self.lineage,
         config=presets.public(self.config),
       )
-    return checkpoint.save(
-      self.config.checkpoint_dir, distributed.local(state), record, self.config.keep_checkpoints
-    )
+    return state, record
 
   def state(self, wait: bool = True) -> algorithms.TrainingState:
     """A host copy of the training state (without `wait`: of the newest update computed)."""
@@ -264,8 +282,8 @@ def params_digest(params: dict) -> str:
 
 
 def _restore(config: Config, state: algorithms.TrainingState) -> tuple:
-  """(path, state, (updates, frames, version), lineage) of the newest checkpoint of this
-  run's task and network that fits `state`; (None, state, (0, 0, 1), None) when there is
+  """(path, state, (updates, frames, version), record) of the newest checkpoint of this
+  run's task and network that fits `state`; (None, state, (0, 0, 1), {}) when there is
   none. ConfigError when there are only other settings' checkpoints, unless --fresh."""
   public = presets.public(config)
   settings = {name: public[name] for name in config_lib.RESUME_SETTINGS}
@@ -280,10 +298,10 @@ def _restore(config: Config, state: algorithms.TrainingState) -> tuple:
       ) from None
     restored = None
   if restored is None:
-    return None, state, (0, 0, 1), None
+    return None, state, (0, 0, 1), {}
   path, state, record = restored
   counters = (record["updates"], record["frames"], record["version"])
-  return path, state, counters, record.get("lineage")
+  return path, state, counters, record
 
 
 def _check_sizes(config: Config, spec: specs.UnrollSpec, network: networks.Network):

@@ -4,7 +4,6 @@ the update loop, local actors, progress records and the stop conditions."""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -15,7 +14,7 @@ import sys
 import threading
 import time
 
-from impala import algorithms, distributed, flags, metrics, presets, progress
+from impala import algorithms, distributed, flags, metrics, presets, progress, rundir
 from impala import config as config_lib
 from impala.learner import batcher
 from impala.learner.learner import Learner, params_digest
@@ -57,10 +56,10 @@ def stop_processes(children: list[subprocess.Popen]):
       child.wait()
 
 
-def save(learner: Learner, wait: bool = True) -> str | None:
+def save(learner: Learner, wait: bool, seconds: float) -> str | None:
   """Writes a checkpoint; a failure (a full disk, a folder gone) is said, not fatal."""
   try:
-    return learner.save_checkpoint(wait)
+    return learner.save_checkpoint(wait, seconds)
   except OSError as e:
     print(f"learner: checkpoint not written: {e}", file=sys.stderr, flush=True)
     return None
@@ -71,7 +70,7 @@ def report(learner: Learner, elapsed: float, since: tuple, console, run_log) -> 
   snapshot = learner.snapshot(metrics=True, wait=False)  # on the clock: never held up
   rate = float(algorithms.learning_rate(learner.config)(snapshot.updates))
   record = progress.record(snapshot, elapsed, since, rate, learner.activity)
-  console.show(progress.line(record))
+  console.show(record)
   if run_log:
     run_log.write(record)
   return time.monotonic(), record["frames"], record["updates"]
@@ -82,7 +81,8 @@ class Clock:
   whatever the learner is doing (saying what it waits for), `out_of_time` once
   --max-seconds have passed, and `overrun(reason[, status])` if the run has not stopped
   GRACE s after that, or after a signal asked it to stop (`request`): an update or a
-  compilation holds the main thread."""
+  compilation holds the main thread. Its time goes on from the run's time before this
+  process (a resumed run); --max-seconds counts this process's."""
 
   GRACE = 5.0
 
@@ -91,6 +91,7 @@ class Clock:
     self.requested = threading.Event()  # a signal asked the run to stop
     self.reason = ("terminated", 0)  # and for what: (stop reason, exit status)
     self._config, self._started, self._learner = config, started, learner
+    self._offset = learner.seconds_before
     self._console, self._run_log, self._overrun = console, run_log, overrun
     first = learner.snapshot()
     self._mark = (time.monotonic(), first.frames, first.updates)
@@ -105,10 +106,13 @@ class Clock:
       self.reason, self._requested_at = (reason, status), time.monotonic()
       self.requested.set()
 
+  def elapsed(self) -> float:
+    """The run's seconds so far."""
+    return self._offset + time.monotonic() - self._started
+
   def report(self):
     with self._lock:
-      elapsed = time.monotonic() - self._started
-      self._mark = report(self._learner, elapsed, self._mark, self._console, self._run_log)
+      self._mark = report(self._learner, self.elapsed(), self._mark, self._console, self._run_log)
 
   def stop(self):
     self._stopped.set()
@@ -141,8 +145,10 @@ def train(
   update or a compilation holds past --max-seconds stops from its clock's thread, with
   the newest update computed, and exits.
   """
+  config = rundir.resolve(config)
   distributed.initialize(config)
   learner = Learner(config)
+  rundir.create(config)
   leader = learner.index == 0  # writes the checkpoints
   first = learner.snapshot()
   if first.updates:  # several learners: all resume from learner 0's checkpoint
@@ -167,10 +173,16 @@ def train(
     flush=True,
   )
   print(f"preset {config.preset or '(none)'}; {presets.describe(config)}", file=sys.stderr)
+  print(f"run directory {config.run_dir}", file=sys.stderr, flush=True)
   learner.start()
   children = start_local_actors(config.local_actors, port, learner.run_id)
   console = progress.Console()
-  run_log = progress.RunLog(config.logdir, presets.to_toml(config)) if config.logdir else None
+  if console.live:  # log records go above the live line
+    for handler in logging.getLogger().handlers:
+      if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+        handler.setStream(console)
+        resources.callback(handler.setStream, sys.stderr)
+  run_log = progress.RunLog(config.logdir, hparams(config))
   target = config.stop_at_return
   missed = 1 if not math.isnan(target) else 0  # a cap came before the target return
   finishing = threading.Lock()  # the stop runs once: on this thread, or on the clock's
@@ -178,27 +190,33 @@ def train(
   def finish(reason: str) -> dict:
     """Stops serving and acting; the last checkpoint, progress record and summary."""
     # NOT_SERVING first (probes and load balancers stop sending), then no new unrolls.
+    # Then uploads are answered that the run is over (actors stop), and none is taken.
     health.enter_graceful_shutdown()
+    learner.ended = reason
     stop_processes(children)
-    grpc_server.stop(grace=1.0).wait()
     learner.close()
+    grpc_server.stop(grace=1.0).wait()
     learner.finish_update(timeout=Clock.GRACE)  # else: what the newest computed update holds
-    final_checkpoint = save(learner, wait=False) if leader and config.checkpoint_dir else None
+    seconds = clock.elapsed()
+    final_checkpoint = save(learner, False, seconds) if leader else None
+    model = save_model(learner, seconds) if leader else None
     clock.report()  # the figures at the stop: curves end where the run did
     console.close()
-    if run_log:
-      run_log.close()
-    return summary(
+    run_log.close()
+    result = summary(
       learner.snapshot(),
-      time.monotonic() - started,
+      seconds,
       reason,
       final_checkpoint,
       params_digest(learner.state(wait=False).params),
     )
+    result.update(run_dir=config.run_dir, model=model)
+    print(ending(result, config), file=sys.stderr, flush=True)
+    return result
 
   def overrun(reason: str, status: int = missed):
     if learner.num_learners == 1 and finishing.acquire(blocking=False):
-      print(json.dumps(finish(reason)), flush=True)
+      print(progress.dumps(finish(reason)), flush=True)
       sys.stderr.flush()
       os._exit(status)  # the update in flight cannot be interrupted; the run is over
 
@@ -217,8 +235,8 @@ def train(
     while True:
       learner.step(terminate=clock.requested.is_set(), out_of_time=clock.out_of_time.is_set())
       now = time.monotonic()
-      if leader and config.checkpoint_dir and now - last_checkpoint >= config.checkpoint_every:
-        save(learner)
+      if leader and now - last_checkpoint >= config.checkpoint_every:
+        save(learner, True, clock.elapsed())
         last_checkpoint = now
       # Decided on what all learners agreed on in the update (one learner: its own figures).
       votes = learner.votes()
@@ -243,6 +261,43 @@ def train(
   return result, status
 
 
+def save_model(learner: Learner, seconds: float) -> str | None:
+  """Writes the final model; a failure is said, not fatal."""
+  try:
+    return learner.save_model(os.path.join(learner.config.run_dir, rundir.MODEL), seconds)
+  except OSError as e:
+    print(f"learner: final model not written: {e}", file=sys.stderr, flush=True)
+    return None
+
+
+def hparams(config: config_lib.Config) -> dict:
+  """The run's hyperparameters, as TensorBoard takes them (numbers, text, truth values)."""
+  return {
+    name: value if isinstance(value, (bool, int, float, str)) else flags.shown(value)
+    for name, value in ((n, getattr(config, n)) for n in config_lib.HPARAMS)
+  }
+
+
+def ending(result: dict, config: config_lib.Config) -> str:
+  """The run's last line for a person: what it reached, in how long, where it is kept."""
+  reached = result["return_mean_100"]
+  target = config.stop_at_return
+  if reached is None or math.isnan(reached):
+    what = "no episode ended"
+  else:
+    what = f"return {progress.number(reached)} (mean of the last {result['episodes_in_mean']})"
+  if result["reached_target"]:
+    head = f"reached the target {target:g}: {what}"
+  else:
+    head = f"stopped ({result['stop_reason'].replace('_', ' ')}): {what}"
+  text = f"{head}, in {result['seconds']:.1f} s and {result['frames'] / 1e6:.2f} M frames"
+  if result.get("model"):
+    text += (
+      f"; saved to {config.run_dir}; evaluate it with: python -m impala.evaluate {config.run_dir}"
+    )
+  return text + "."
+
+
 def summary(s, seconds: float, reason: str, checkpoint: str | None, digest: str) -> dict:
   """The run's final JSON line: the snapshot's figures under the snapshot's names."""
   return dict(
@@ -259,10 +314,9 @@ def summary(s, seconds: float, reason: str, checkpoint: str | None, digest: str)
   )
 
 
-def main(argv=None, started: float | None = None) -> int:
-  started = time.monotonic() if started is None else started
+def run(config: config_lib.Config, started: float) -> int:
+  """The learner program on `config` (see cli.learner); its exit status."""
   try:
-    config = flags.from_args(argv, description="IMPALA learner (gRPC server).")
     logging.basicConfig(format="%(asctime)s learner %(message)s")
     logging.getLogger("impala").setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:
@@ -273,5 +327,5 @@ def main(argv=None, started: float | None = None) -> int:
   except (config_lib.ConfigError, server.BindError) as e:
     print(f"learner_server.py: error: {e}", file=sys.stderr)
     return 2
-  print(json.dumps(result), flush=True)
+  print(progress.dumps(result), flush=True)
   return status

@@ -125,7 +125,8 @@ def to_toml(config: Config) -> str:
   """The configuration as a file `--config` reads back (the auth token left out)."""
   lines = ["# The effective configuration of this run (python learner_server.py --config FILE)."]
   for name, value in public(config).items():
-    lines.append(f"{name} = {_toml(value)}")
+    if name != "preset" or value:  # a Config made in Python may name none
+      lines.append(f"{name} = {_toml(value)}")
   return "\n".join(lines) + "\n"
 
 

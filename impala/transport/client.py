@@ -130,6 +130,14 @@ class UploadStream:
     self._replies.cancel()
 
 
+class RunEnded(Exception):
+  """The learner's run is over (it said so in its reply): `reason` is its stop reason."""
+
+  def __init__(self, reason: str):
+    super().__init__(reason)
+    self.reason = reason
+
+
 class StreamEnded(grpc.RpcError):
   """The learner ended an upload stream without an error (it is shutting down)."""
 

@@ -162,6 +162,9 @@ class LearnerService:
       )
     try:
       for raw in self.streams.receive(key, requests):
+        if self.learner.ended:  # the run is over: the actor stops (or waits for the next)
+          yield pb.UploadReply(learner_version=self.learner.version, run_ended=self.learner.ended)
+          return
         try:
           unroll, info = codec.decode_unroll(raw)
         except codec.DecodeError as e:
@@ -178,6 +181,8 @@ class LearnerService:
         except specs.InvalidUnroll as e:
           context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         if outcome is None:  # the actor went away or the learner is stopping
+          if self.learner.ended:
+            yield pb.UploadReply(learner_version=self.learner.version, run_ended=self.learner.ended)
           return
         yield pb.UploadReply(learner_version=self.learner.version)  # also for a dropped one
     finally:

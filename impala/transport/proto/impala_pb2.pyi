@@ -25,7 +25,7 @@ class HelloRequest(_message.Message):
     def __init__(self, actor_id: _Optional[str] = ..., protocol_version: _Optional[int] = ...) -> None: ...
 
 class RunSettings(_message.Message):
-    __slots__ = ("env_id", "env_kwargs", "num_envs", "unroll_length", "seed", "torso", "hidden_sizes", "lstm_size", "algorithm", "discount", "baseline_cost", "entropy_cost", "clip_rho", "clip_pg_rho", "max_abs_reward")
+    __slots__ = ("env_id", "env_kwargs", "num_envs", "unroll_length", "seed", "torso", "hidden_sizes", "lstm_size", "algorithm", "discount", "baseline_cost", "entropy_cost", "clip_rho", "clip_pg_rho", "max_abs_reward", "env_module")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_KWARGS_FIELD_NUMBER: _ClassVar[int]
     NUM_ENVS_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class RunSettings(_message.Message):
     CLIP_RHO_FIELD_NUMBER: _ClassVar[int]
     CLIP_PG_RHO_FIELD_NUMBER: _ClassVar[int]
     MAX_ABS_REWARD_FIELD_NUMBER: _ClassVar[int]
+    ENV_MODULE_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     env_kwargs: str
     num_envs: int
@@ -56,7 +57,8 @@ class RunSettings(_message.Message):
     clip_rho: float
     clip_pg_rho: float
     max_abs_reward: float
-    def __init__(self, env_id: _Optional[str] = ..., env_kwargs: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., seed: _Optional[int] = ..., torso: _Optional[str] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., lstm_size: _Optional[int] = ..., algorithm: _Optional[str] = ..., discount: _Optional[float] = ..., baseline_cost: _Optional[float] = ..., entropy_cost: _Optional[float] = ..., clip_rho: _Optional[float] = ..., clip_pg_rho: _Optional[float] = ..., max_abs_reward: _Optional[float] = ...) -> None: ...
+    env_module: str
+    def __init__(self, env_id: _Optional[str] = ..., env_kwargs: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., seed: _Optional[int] = ..., torso: _Optional[str] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., lstm_size: _Optional[int] = ..., algorithm: _Optional[str] = ..., discount: _Optional[float] = ..., baseline_cost: _Optional[float] = ..., entropy_cost: _Optional[float] = ..., clip_rho: _Optional[float] = ..., clip_pg_rho: _Optional[float] = ..., max_abs_reward: _Optional[float] = ..., env_module: _Optional[str] = ...) -> None: ...
 
 class Setup(_message.Message):
     __slots__ = ("protocol_version", "run_id", "actor_index", "seed", "learner_address", "settings")
@@ -111,10 +113,12 @@ class Unroll(_message.Message):
     def __init__(self, actor_id: _Optional[str] = ..., sequence: _Optional[int] = ..., params_version: _Optional[int] = ..., observations: _Optional[_Union[Tensor, _Mapping]] = ..., terminated: _Optional[_Union[Tensor, _Mapping]] = ..., truncated: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., behaviour_logits: _Optional[_Union[Tensor, _Mapping]] = ..., core_state: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., episode_returns: _Optional[_Union[Tensor, _Mapping]] = ..., episode_lengths: _Optional[_Union[Tensor, _Mapping]] = ..., incarnation: _Optional[int] = ..., frame_history: _Optional[_Union[Tensor, _Mapping]] = ..., gradients: _Optional[_Iterable[_Union[Param, _Mapping]]] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class UploadReply(_message.Message):
-    __slots__ = ("learner_version",)
+    __slots__ = ("learner_version", "run_ended")
     LEARNER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUN_ENDED_FIELD_NUMBER: _ClassVar[int]
     learner_version: int
-    def __init__(self, learner_version: _Optional[int] = ...) -> None: ...
+    run_ended: str
+    def __init__(self, learner_version: _Optional[int] = ..., run_ended: _Optional[str] = ...) -> None: ...
 
 class WeightsRequest(_message.Message):
     __slots__ = ("actor_id", "have_version")
