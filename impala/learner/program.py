@@ -172,7 +172,8 @@ def train(
     file=sys.stderr,
     flush=True,
   )
-  print(f"preset {config.preset or '(none)'}; {presets.describe(config)}", file=sys.stderr)
+  described = presets.describe(rundir.recorded(config))  # its own folders are said below
+  print(f"preset {config.preset or '(none)'}; {described}", file=sys.stderr)
   print(f"run directory {config.run_dir}", file=sys.stderr, flush=True)
   learner.start()
   children = start_local_actors(config.local_actors, port, learner.run_id)
