@@ -35,10 +35,13 @@ RETRY_LOG_EVERY = 60.0
 STOP_PATIENCE = 1.0
 
 
-class Backoff:
-  """Exponential backoff with full jitter: 0.1 s doubling up to 5 s."""
+BACKOFF_CAP = 5.0  # seconds
 
-  def __init__(self, first: float = 0.1, cap: float = 5.0):
+
+class Backoff:
+  """Exponential backoff with full jitter: 0.1 s doubling up to BACKOFF_CAP s."""
+
+  def __init__(self, first: float = 0.1, cap: float = BACKOFF_CAP):
     self.first, self.cap, self.attempt = first, cap, 0
 
   def next(self) -> float:
@@ -249,7 +252,7 @@ class Session:
           raise
         delay = backoff.next()
         self.reconnects += 1
-        away.retry(e, delay)
+        away.retry(e)
         stop.wait(delay)
       finally:
         client.close()
@@ -263,7 +266,7 @@ class Away:
   def __init__(self, address: str):
     self.address, self.since, self.said, self.attempts = address, None, 0.0, 0
 
-  def retry(self, error: grpc.RpcError, delay: float):
+  def retry(self, error: grpc.RpcError):
     now = time.monotonic()
     self.attempts += 1
     if self.since is None:
@@ -272,7 +275,7 @@ class Away:
         "learner %s: %s; retrying with backoff (up to %.0f s), said again every %.0f s",
         self.address,
         reason(error, self.address),
-        Backoff().cap,
+        BACKOFF_CAP,
         RETRY_LOG_EVERY,
       )
     elif now - self.said >= RETRY_LOG_EVERY:

@@ -22,6 +22,9 @@ from impala.transport import server
 
 # Seconds between SIGTERM and SIGKILL for local actors.
 ACTOR_GRACE = 5.0
+# The stop reasons that end the run, which its actors are told (a signal stops the process
+# only: restarted, it resumes the run, and the actors reconnect).
+RUN_ENDS = ("stop_at_return", "max_frames", "max_seconds")
 
 
 def start_local_actors(count: int, port: int, run_id: str) -> list[subprocess.Popen]:
@@ -191,9 +194,10 @@ def train(
   def finish(reason: str) -> dict:
     """Stops serving and acting; the last checkpoint, progress record and summary."""
     # NOT_SERVING first (probes and load balancers stop sending), then no new unrolls.
-    # Then uploads are answered that the run is over (actors stop), and none is taken.
+    # Then, if the run is over (not a stopped process, which may resume), uploads are
+    # answered so (actors stop), and none is taken.
     health.enter_graceful_shutdown()
-    learner.ended = reason
+    learner.ended = reason if reason in RUN_ENDS else ""
     stop_processes(children)
     learner.close()
     grpc_server.stop(grace=1.0).wait()
