@@ -72,7 +72,10 @@ def test_both_resume_from_learner_0s_checkpoint_and_stop_together_on_sigterm(tmp
   # Separate folders: learner 1 gets learner 0's state from learner 0, not from a file.
   folders = [("--checkpoint-dir", str(tmp_path / f"learner-{i}")) for i in range(2)]
   learners = start_learners(ports, "--max-frames", "100000", own_args=folders)
-  actors = [start("actor_client.py", GRPC_HOST=f"127.0.0.1:{ports[0]}") for _ in range(2)]
+  actors = [  # the first run ends at --max-frames: they wait for the next
+    start("actor_client.py", GRPC_HOST=f"127.0.0.1:{ports[0]}", IMPALA_WAIT_FOR_NEXT_RUN="true")
+    for _ in range(2)
+  ]
   try:
     before = summaries(learners, timeout=180)
     assert before[0]["checkpoint"].startswith(folders[0][1]) and before[1]["checkpoint"] is None

@@ -108,10 +108,8 @@ def test_learner_killed_and_restarted_resumes_and_its_actors_come_back(tmp_path)
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert learner.returncode == 0 and summary["reached_target"], stderr[-3000:]
     assert summary["updates"] > saved and set(summary["unrolls_by_actor"]) == {"a0", "a1"}
-    assert all(a.poll() is None for a in actors)  # they outlived four learners
     print(f"learner restart to both actors reconnected, 3 cycles: {reconnect_seconds} s")
-    for a in actors:
-      a.send_signal(signal.SIGTERM)
+    # They outlived four learners, and stop by themselves once the run has reached its target.
     assert [a.wait(timeout=30) for a in actors] == [0, 0]
   finally:
     stop_all(*learners, *actors)
