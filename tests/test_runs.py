@@ -14,12 +14,14 @@ import sys
 import termios
 import time
 
+import grpc
 import numpy as np
 import pytest
 from conftest import ROOT, free_port
 from test_monitoring import sample_record
 
 from impala import environments, evaluate, flags, plot, policy, progress, rundir
+from impala.actor import session
 from impala.config import Config, ConfigError
 
 CORRIDOR = "examples.corridor"  # the README's example of an environment of one's own
@@ -346,3 +348,29 @@ def test_a_run_without_episodes_ends_in_strict_json_and_a_sentence(tmp_path):
   )
   for line in (tmp_path / "progress.jsonl").read_text().splitlines():
     strict_json(line)
+
+
+@pytest.mark.parametrize(
+  "details,said",
+  [
+    (
+      "DNS resolution failed for nosuchhost.invalid:50051: C-ares status is not ARES_SUCCESS",
+      "cannot resolve host 'nosuchhost.invalid' (DNS)",
+    ),
+    (
+      "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
+      "Failed to connect to remote host: Connection refused",
+      "connection refused (no learner listens there yet?)",
+    ),
+    ("Socket closed", "UNAVAILABLE (Socket closed)"),
+  ],
+)
+def test_an_actor_says_why_the_learner_is_out_of_reach(details, said):
+  class Failed(grpc.RpcError):
+    def code(self):
+      return grpc.StatusCode.UNAVAILABLE
+
+    def details(self):
+      return details
+
+  assert session.reason(Failed(), "nosuchhost.invalid:50051") == said
