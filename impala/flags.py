@@ -40,6 +40,10 @@ GROUPS = {  # Config's groups, in --help's order, with their titles
   "security": "security",
   "actor": "actor",
 }
+RUN_SETTINGS_TITLE = (
+  "run settings (the learner's handshake decides them; one given here that differs from "
+  "the run's is warned about)"
+)
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
@@ -122,10 +126,6 @@ def _help(field: dataclasses.Field) -> str:
   return f"{doc} ({default}env {env_name(field)})"
 
 
-def _flag(name: str) -> str:
-  return "--" + name.replace("_", "-")
-
-
 class _ArgumentParser(argparse.ArgumentParser):
   def error(self, message):
     raise ConfigError(message)
@@ -161,21 +161,17 @@ def parser_for(program: str | None, description: str = "", environ=None) -> argp
     default=environ.get(CONFIG_ENV, ""),
     help=f"TOML file of settings, e.g. a run's config.toml (env {CONFIG_ENV})",
   )
-  groups = {}
-  for group, title in GROUPS.items():
-    if program == "actor" and group != "actor":
-      title = {
-        "environment": "run settings (the learner's handshake decides them; one given here "
-        "that differs from the run's is warned about)",
-      }.get(group, title)
-    groups[group] = parser.add_argument_group(title)
+  titles = dict(GROUPS)
+  if program == "actor":  # its own settings first, the run settings (whatever their group) last
+    titles = {"actor": GROUPS["actor"], **GROUPS, "run": RUN_SETTINGS_TITLE}
+  groups = {group: parser.add_argument_group(title) for group, title in titles.items()}
   for field in fields_of(program):
     switch = type(config_lib.default(field)) is bool  # --fresh, or --fresh false
     group = field.metadata["group"]
     if program == "actor" and field.name in config_lib.RUN_SETTINGS:
-      group = "environment"
+      group = "run"
     groups[group].add_argument(
-      _flag(field.name),
+      "--" + field.name.replace("_", "-"),
       dest=field.name,
       default=None,
       metavar=_metavar(field),
