@@ -1,7 +1,8 @@
 """Runs the benchmarks, each in its own process, one after the other: `python -m
 benchmarks [name ...]`. Without names, every one but the long ones (about 17 minutes on 2
-cores); `python -m benchmarks learning` runs the learning curves (about an hour), `soak`
-the learner under load for 10 minutes.
+cores); `python -m benchmarks learning` runs the learning curves (about an hour), `inference`
+both modes of inference side by side (about 25 minutes), `soak` the learner under load
+for 10 minutes.
 
 Prints each benchmark's JSON object on its own line on stdout, then a Markdown table of
 all comparisons on stderr (the table in README.md's Performance section).
@@ -22,10 +23,11 @@ BENCHMARKS = (
   "learners",
   "algorithms",
   "atari",
+  "inference",
   "learning",
   "soak",
 )
-LONG = ("learning", "soak")
+LONG = ("inference", "learning", "soak")
 SHORT = tuple(name for name in BENCHMARKS if name not in LONG)
 
 

@@ -21,7 +21,7 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from impala.actor import Rollout
+from impala.actor.rollout import Rollout
 from impala.config import Config
 from impala.learner import Learner, batcher, program
 from impala.transport import server

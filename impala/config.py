@@ -16,6 +16,7 @@ from typing import Any
 TORSOS = ("mlp", "minatar", "shallow", "deep")
 ALGORITHMS = ("impala", "appo", "a3c")
 LR_SCHEDULES = ("constant", "linear")
+INFERENCE = ("actor", "learner")
 # What an actor may call itself: a hostname-pid, a pod name; bounded, so that a client
 # cannot grow the learner's tables and logs with its ids.
 ACTOR_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
@@ -273,6 +274,22 @@ class Config:
     "actor: name to expect in the learner's certificate; default: the host of --grpc-host",
     group="security",
   )
+  inference: str = _field(
+    "actor",
+    "where the policy acts: in each actor, which pulls weights (small networks, CPU), or on "
+    "the learner's device, which batches every actor's observations (large networks, GPU)",
+    choices=INFERENCE,
+    run=True,
+    group="serving",
+  )
+  inference_batch: int = _field(
+    4096, "learner-side inference: most environments in one batch", group="serving"
+  )
+  inference_wait_ms: float = _field(
+    2.0,
+    "learner-side inference: milliseconds a batch waits for more actors' observations",
+    group="serving",
+  )
   health_port: int = _field(
     0,
     "learner: also serve the gRPC health service, in plaintext "
@@ -367,6 +384,7 @@ def _check(self: Config):
     "max_upload_streams",
     "max_streams_per_actor",
     "stream_idle_timeout",
+    "inference_batch",
   )
   for field in dataclasses.fields(self):  # NaN only means "none" for --stop-at-return
     value = getattr(self, field.name)
@@ -388,6 +406,7 @@ def _check(self: Config):
     "seed",
     "max_policy_lag",
     "lr_decay_frames",
+    "inference_wait_ms",
   )
   for name in non_negative:
     if not getattr(self, name) >= 0:
@@ -427,6 +446,10 @@ def _check(self: Config):
     _bad("lr_schedule", self.lr_schedule, f"allowed: {', '.join(LR_SCHEDULES)}")
   if self.lr_schedule == "linear" and not (self.lr_decay_frames or self.max_frames):
     _bad("lr_decay_frames", 0, "a linear schedule needs --lr-decay-frames or --max-frames")
+  if self.inference not in INFERENCE:
+    _bad("inference", self.inference, f"allowed: {', '.join(INFERENCE)}")
+  if self.inference == "learner" and self.algorithm == "a3c":
+    _bad("inference", self.inference, "a3c's actors take gradients: they act themselves")
   if self.torso not in TORSOS:
     _bad("torso", self.torso, f"allowed: {', '.join(TORSOS)}")
   if not self.hidden_sizes or any(not 0 < h <= MAX_LAYER for h in self.hidden_sizes):

@@ -9,14 +9,13 @@ accelerator, device memory.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 
-import jax
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from impala.config import ConfigError
-from impala.learner.snapshot import COUNTERS
 
 
 def _threads() -> int:
@@ -31,8 +30,9 @@ def _resources():
   yield GaugeMetricFamily(
     "process_threads", "Threads of this process (native ones included).", value=_threads()
   )
-  device = jax.devices()[0]
-  if device.platform != "cpu":
+  jax = sys.modules.get("jax")  # an actor that leaves inference to the learner has none
+  device = jax.devices()[0] if jax else None
+  if device is not None and device.platform != "cpu":
     stats = device.memory_stats() or {}
     yield GaugeMetricFamily(
       "impala_device_memory_bytes", "Accelerator memory in use.", value=stats.get("bytes_in_use", 0)
@@ -50,6 +50,7 @@ COUNTER_DOCS = {
   "stale": "Uploads acted by parameters older than --max-policy-lag: dropped.",
   "abandoned": "Uploads abandoned while they waited for room in the queue.",
   "unauthenticated": "Calls refused for a missing or wrong token.",
+  "unfinished": "Unrolls the learner was assembling (--inference learner) when their actor left.",
 }
 GAUGE_DOCS = {
   "return_mean_100": "Mean return of the last 100 episodes (of every learner).",
@@ -75,8 +76,8 @@ class LearnerCollector:
 
   def collect(self):
     s = self.learner.snapshot()
-    for name in COUNTERS:
-      yield CounterMetricFamily(f"impala_{name}", COUNTER_DOCS[name], value=getattr(s, name))
+    for name, value in s.counters().items():
+      yield CounterMetricFamily(f"impala_{name}", COUNTER_DOCS[name], value=value)
     rejected = CounterMetricFamily(
       "impala_rejected", "Uploads refused as malformed or invalid, by reason.", labels=["reason"]
     )
@@ -101,7 +102,7 @@ ACTOR_DOCS = {
   "frames": "Environment frames stepped.",
   "unrolls": "Unrolls made.",
   "env_step_seconds": "Time spent stepping the environments.",
-  "inference_seconds": "Time spent in the policy (inference).",
+  "inference_seconds": "Time spent in the policy, or (--inference learner) waiting for the learner's actions.",
   "reconnects": "Failed connections to the learner, each retried after a backoff.",
   "stalls": "0.1 s waits for a learner that fell behind.",
 }

@@ -123,6 +123,20 @@ def make(torso: str, hidden_sizes, lstm_size: int, observation_shape, num_action
   return Network(init, initial_state, step.apply, unroll.apply)
 
 
+def make_policy(network: Network, greedy: bool = False):
+  """`policy(params, rng, obs, first, state) -> (rng, action, logits, state)`, jitted:
+  actions sampled from the policy, or (`greedy`) its most likely ones."""
+
+  @jax.jit
+  def policy(params, rng, obs, first, state):
+    rng, key = jax.random.split(rng)
+    out, state = network.step(params, obs, first, state)
+    action = out.logits.argmax(-1) if greedy else jax.random.categorical(key, out.logits)
+    return rng, action.astype(np.int32), out.logits, state
+
+  return policy
+
+
 def for_run(config, env) -> Network:
   """The network of a run: `config` a Config, `env` an environments.EnvSpec."""
   return make(

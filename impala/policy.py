@@ -16,7 +16,6 @@ import jax
 import numpy as np
 
 from impala import algorithms, checkpoint, environments, networks, rundir
-from impala.actor.rollout import make_policy
 from impala.config import Config, ConfigError
 
 
@@ -70,7 +69,7 @@ class Policy:
     env = environments.describe(config.env_id, config.env_kwargs, config.env_module)
     self.observation_shape = env.observation_shape
     self.network = networks.for_run(config, env)
-    self._step = make_policy(self.network, greedy)
+    self._step = networks.make_policy(self.network, greedy)
     self._rng = jax.random.PRNGKey(seed)
     self._state, self._batch = None, 0
 

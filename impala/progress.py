@@ -77,6 +77,7 @@ def _not_accepted(r: dict) -> str:
       ("stale", r["stale"]),
       ("rejected", sum(r["rejected"].values())),
       ("abandoned", r["abandoned"]),
+      ("unfinished", r["unfinished"]),
     )
     if n
   ]
@@ -131,6 +132,7 @@ def line(r: dict) -> str:
     f"unrolls {r['received']:,} = {r['accepted']:,} accepted + {r['duplicates']} dup + "
     f"{r['stale']} stale + {sum(r['rejected'].values())} rejected + {r['abandoned']} abandoned"
     + (f"  unauthenticated calls {r['unauthenticated']}" if r["unauthenticated"] else "")
+    + (f"  unfinished {r['unfinished']}" if r["unfinished"] else "")
     + (
       f"  (waiting for {r['waiting_for']})"
       if r["waiting_for"] and not r["updates_per_second"]

@@ -40,6 +40,19 @@ class UnrollInfo(NamedTuple):
   incarnation: int = 0  # random per actor process; names its sequence
 
 
+class Step(NamedTuple):
+  """One step of an actor's N environments, sent for learner-side inference."""
+
+  actor_id: str
+  step: int  # the actor's steps since its environments were reset
+  observations: (
+    np.ndarray
+  )  # [N, ...] obs_t (stacked frames: the newest frame after a stream's first)
+  rewards: np.ndarray  # [N] float32: reward of the step that led to obs_t
+  terminated: np.ndarray  # [N] bool: obs_t is a terminal observation
+  truncated: np.ndarray  # [N] bool: obs_t is the last of a time-limited episode
+
+
 class InvalidUnroll(ValueError):
   """An upload that does not fit the run; the message names the field, `reason` is the
   counter it is tallied under."""

@@ -21,8 +21,14 @@ from conftest import ROOT, require_tool
 pytestmark = [pytest.mark.slow, pytest.mark.containers]
 
 BASE = "localhost/impala-test-base:bookworm"
-IMAGES = {"learner": "localhost/impala-learner:0.1.0", "actor": "localhost/impala-actor:0.1.0"}
+IMAGES = {
+  "learner": "localhost/impala-learner:0.1.0",
+  "actor": "localhost/impala-actor:0.1.0",
+  "actor-slim": "localhost/impala-actor-slim:0.1.0",  # for learner-side inference: no JAX
+}
+BUILD_ARGS = {"actor-slim": ["--build-arg", "REQUIREMENTS=requirements-actor.txt"]}
 MAX_IMAGE_BYTES = 1.5e9
+MAX_SLIM_BYTES = 450e6
 MIN_UPDATES = 50
 TRAIN_TIMEOUT = 240.0
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -94,7 +100,7 @@ def make_base_image(tmp_path):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-  """Both images, built as the README says (plus the stand-in base and, where the host
+  """The images, built as the README says (plus the stand-in base and, where the host
   reaches PyPI through a TLS proxy, its CA certificate for pip)."""
   require_tool("podman")
   tmp = tmp_path_factory.mktemp("images")
@@ -111,8 +117,9 @@ def images(tmp_path_factory):
       *mounts,
       "--build-arg",
       f"BASE_IMAGE={BASE}",
+      *BUILD_ARGS.get(role, []),
       "-f",
-      os.path.join(ROOT, f"Dockerfile.{role}"),
+      os.path.join(ROOT, f"Dockerfile.{role.split('-')[0]}"),
       "-t",
       tag,
       ROOT,
@@ -153,15 +160,26 @@ def wait_for_training(container: str, actors: int) -> dict:
   )
 
 
+def start_learner(images, network: str, *env: str) -> str:
+  """The learner container on `network`, with progress lines every second; its name."""
+  learner = f"{network}-learner"
+  settings = [arg for setting in ("IMPALA_LOG_EVERY=1", *env) for arg in ("--env", setting)]
+  podman("run", "--detach", "--name", learner, "--network", network, *settings, images["learner"])
+  return learner
+
+
 def test_images_are_small_non_root_and_exec_form(images):
   for role, tag in images.items():
     info = json.loads(podman("image", "inspect", tag))[0]
-    assert info["Size"] <= MAX_IMAGE_BYTES, (role, info["Size"])
+    assert info["Size"] <= (MAX_SLIM_BYTES if role == "actor-slim" else MAX_IMAGE_BYTES), (
+      role,
+      info["Size"],
+    )
     config = info["Config"]
     assert config["User"] == "10001:10001"
     assert config["Entrypoint"] == [
       "python",
-      f"{role}_{'server' if role == 'learner' else 'client'}.py",
+      "learner_server.py" if role == "learner" else "actor_client.py",
     ]
     # No pip (nor a compiler) in the final image: the venv was built in another stage.
     found = podman(
@@ -175,18 +193,7 @@ def test_images_are_small_non_root_and_exec_form(images):
 
 def test_v2_learner_and_two_actors_on_a_network(images, network):
   """Containers on one network: actors find the learner by name."""
-  learner = f"{network}-learner"
-  podman(
-    "run",
-    "--detach",
-    "--name",
-    learner,
-    "--network",
-    network,
-    "--env",
-    "IMPALA_LOG_EVERY=1",
-    images["learner"],
-  )
+  learner = start_learner(images, network)
   actors = [
     podman(
       "run",
@@ -215,6 +222,32 @@ def test_v2_learner_and_two_actors_on_a_network(images, network):
   hostnames = {podman("inspect", a, "--format", "{{.Config.Hostname}}").strip() for a in actors}
   senders = {actor_id.rsplit("-", 1)[0] for actor_id in summary["unrolls_by_actor"]}
   assert senders == hostnames, summary  # trajectories came from both actors
+
+
+def test_the_slim_actor_acts_for_a_learner_with_learner_side_inference(images, network):
+  """The actor image without JAX (requirements-actor.txt) against the learner image, which
+  runs the policy for it (--inference learner)."""
+  learner = start_learner(images, network, "IMPALA_INFERENCE=learner")
+  actor = podman(
+    "run",
+    "--detach",
+    "--network",
+    network,
+    *("--env", f"GRPC_HOST={learner}:50051"),
+    images["actor-slim"],
+  ).strip()
+  found = podman("run", "--rm", "--entrypoint", "python", images["actor-slim"], "-c", NO_JAX)
+  assert found.strip() == "no jax", found
+  wait_for_training(learner, actors=1)
+  podman("stop", "--time", "30", learner)
+  summary = json.loads([line for line in logs(learner).splitlines() if line.startswith("{")][-1])
+  assert summary["updates"] >= MIN_UPDATES and summary["rejected"] == {}
+  hostname = podman("inspect", actor, "--format", "{{.Config.Hostname}}").strip()
+  assert {a.rsplit("-", 1)[0] for a in summary["unrolls_by_actor"]} == {hostname}, summary
+  assert "sending observations (learner-side inference)" in logs(actor)
+
+
+NO_JAX = "import importlib.util as u; print('no jax' if u.find_spec('jax') is None else 'jax')"
 
 
 def test_v3_manifest_with_podman_kube_play(images, network, tmp_path):

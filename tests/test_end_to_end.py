@@ -36,9 +36,14 @@ def summary(stdout: str) -> dict:
   return json.loads(stdout.strip().splitlines()[-1])
 
 
-def test_local_run_reaches_cartpole_target():
+@pytest.mark.parametrize("inference", ["actor", "learner"])
+def test_local_run_reaches_cartpole_target(inference):
+  """With either mode of inference: the actors' policy, or the learner's."""
   proc = subprocess.Popen(
-    learner_cmd("--local-actors", "2", "--seed", "0", "--port", str(free_port()), *TARGET),
+    learner_cmd(
+      *("--local-actors", "2", "--seed", "0", "--port", str(free_port()), *TARGET),
+      *("--inference", inference),
+    ),
     cwd=ROOT,
     stdout=subprocess.PIPE,
     text=True,

@@ -161,7 +161,7 @@ def test_one_actor_id_holds_a_bounded_number_of_streams(serve):
         outcomes.append(pb.UploadReply.FromString(next(call)).learner_version)
       except grpc.RpcError as e:
         outcomes.append(e.code())
-        assert "at most 2 open (--max-streams-per-actor)" in e.details()
+        assert "at most 2 streams open (--max-streams-per-actor)" in e.details()
     assert sorted(map(str, outcomes)) == ["1", "1", str(grpc.StatusCode.RESOURCE_EXHAUSTED)]
   finally:
     for release in releases:

@@ -153,7 +153,7 @@ def sample_record(**figures) -> dict:
     seconds=12.5, frames=1_000_000, frames_per_second=200_000.0, updates=400,
     updates_per_second=80.0, return_mean_100=0.94, episodes_in_mean=100, policy_lag=1.5,
     queue_depth=0, actors_connected=2, received=800, accepted=800, duplicates=0, stale=0,
-    rejected={}, abandoned=0, unauthenticated=0, waiting_for="",
+    rejected={}, abandoned=0, unauthenticated=0, unfinished=0, waiting_for="",
   )  # fmt: skip
   return {**record, **figures}
 

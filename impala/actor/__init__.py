@@ -1,7 +1,7 @@
-"""The actor: its rollout of environments and policy (rollout.py), its session with the
-learner (session.py), and the actor program (program.py)."""
+"""The actor: its rollout of environments and policy (rollout.py), or with learner-side
+inference its environments alone (stepper.py), its session with the learner
+(session.py), and the actor program (program.py). Only rollout.py needs JAX."""
 
-from impala.actor.rollout import Rollout
 from impala.actor.session import MAX_IN_FLIGHT, Session
 
-__all__ = ["MAX_IN_FLIGHT", "Rollout", "Session"]
+__all__ = ["MAX_IN_FLIGHT", "Session"]

@@ -62,6 +62,9 @@ def run(config: config_lib.Config, given: frozenset = frozenset()) -> int:
     signal.signal(sig, on_signal)
   try:
     session.run(stop)
+  except config_lib.ConfigError as e:  # this actor cannot act for the learner's run
+    print(f"actor_client.py: error: {e}", file=sys.stderr)
+    return 2
   except grpc.RpcError as e:
     print(
       f"actor_client.py: error: learner {config.grpc_host} refused: {e.code().name}: {e.details()}",

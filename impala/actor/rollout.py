@@ -11,20 +11,6 @@ from impala import environments, losses, networks, specs
 from impala.config import Config
 
 
-def make_policy(network: networks.Network, greedy: bool = False):
-  """`policy(params, rng, obs, first, state) -> (rng, action, logits, state)`, jitted:
-  actions sampled from the policy, or (`greedy`) its most likely ones."""
-
-  @jax.jit
-  def policy(params, rng, obs, first, state):
-    rng, key = jax.random.split(rng)
-    out, state = network.step(params, obs, first, state)
-    action = out.logits.argmax(-1) if greedy else jax.random.categorical(key, out.logits)
-    return rng, action.astype(np.int32), out.logits, state
-
-  return policy
-
-
 def make_gradient(config: Config, network: networks.Network):
   """`gradient(params, unroll) -> d loss / d params` (A3C), jitted."""
   loss = losses.make(config, network.unroll)
@@ -43,7 +29,7 @@ class Rollout:
     self.env = environments.spec_of(self.envs)
     self.spec = specs.UnrollSpec.for_run(config, self.env)
     self.network = networks.for_run(config, self.env)
-    self.policy = make_policy(self.network)
+    self.policy = networks.make_policy(self.network)
     self.gradient = make_gradient(config, self.network) if config.algorithm == "a3c" else None
     self.rng = jax.random.PRNGKey(config.seed)
     n = config.num_envs
@@ -58,6 +44,12 @@ class Rollout:
     self.frames = 0
     self.env_seconds = 0.0  # stepping the environments
     self.inference_seconds = 0.0  # in the policy, until its actions are on the host
+
+  load = staticmethod(jax.device_put)  # the learner's parameters, onto this actor's device
+
+  def gradients(self, params, unroll: specs.Unroll) -> dict:
+    """A3C: the gradient of the loss on `unroll`, on the host."""
+    return jax.device_get(self.gradient(params, unroll))
 
   def unroll(self, params) -> tuple[specs.Unroll, np.ndarray, np.ndarray]:
     """Steps all environments `unroll_length` times; returns the unroll and the returns

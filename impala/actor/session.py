@@ -19,11 +19,10 @@ import threading
 import time
 
 import grpc
-import jax
 
 from impala import specs
-from impala.actor.rollout import Rollout
-from impala.config import RUN_SETTINGS, Config
+from impala.actor.stepper import Stepper
+from impala.config import RUN_SETTINGS, Config, ConfigError
 from impala.transport.client import RETRYABLE, LearnerClient, RunEnded
 
 log = logging.getLogger("impala.actor")
@@ -54,7 +53,8 @@ class Backoff:
 
 class Session:
   """Acts for the learner: a Rollout of the run's environments, whose unrolls (A3C: their
-  gradients) it uploads, with the learner's newest parameters."""
+  gradients) it uploads, with the learner's newest parameters; or, with learner-side
+  inference, a Stepper of them, whose observations it sends for the learner's actions."""
 
   def __init__(self, config: Config, given: frozenset = frozenset()):
     """`given`: the settings given to this actor by flags or environment variables; a run
@@ -65,7 +65,7 @@ class Session:
     self.sequence = 0
     self.stalls = 0  # 0.1 s waits for a learner that fell behind (backpressure)
     self.reconnects = 0
-    self.rollout: Rollout | None = None  # built from the handshake
+    self.rollout = None  # a Rollout or a Stepper, built from the handshake
     self.run_id = ""  # of the learner this actor acts for
     self._unanswered = collections.deque()  # serialized unrolls sent but not yet answered
     self.ended = ""  # why the learner's run ended, once it has said so
@@ -103,7 +103,9 @@ class Session:
           "each actor's seed" if name == "seed" else f"{name}={run}",
         )
     self._unanswered.clear()  # unrolls of another run's shapes
-    self.rollout = Rollout(run_config)
+    self.rollout = (
+      Stepper(run_config) if run_config.inference == "learner" else _rollout(run_config)
+    )
 
   def report(self, now: float | None = None):
     """The rate line: frames and unrolls since the last one."""
@@ -155,17 +157,18 @@ class Session:
   ) -> bytes:
     """What goes to the learner: the unroll, or (A3C) the gradient taken on it with the
     parameters that acted."""
-    gradient = self.rollout.gradient
-    if gradient is not None:
-      return client.encode_gradients(jax.device_get(gradient(params, unroll)), info)
+    if self.rollout.gradient is not None:
+      return client.encode_gradients(self.rollout.gradients(params, unroll), info)
     return client.encode_unroll(unroll, info, stacked_frames=self.rollout.env.frame_stack > 1)
 
   def _wants_more(self, stop: threading.Event, max_unrolls: int | None) -> bool:
     return not stop.is_set() and (max_unrolls is None or self.sequence < max_unrolls)
 
   def _act(self, client: LearnerClient, stop: threading.Event, max_unrolls: int | None):
+    if isinstance(self.rollout, Stepper):
+      return self._send_steps(client, stop, max_unrolls)
     version, params = client.decode_weights(client.weights(self.actor_id, 0).result())
-    params = jax.device_put(params)
+    params = self.rollout.load(params)
     weights = client.weights(self.actor_id, version)
     stream = client.upload_stream()
     try:
@@ -184,9 +187,35 @@ class Session:
         if weights.done():
           newer = client.decode_weights(weights.result())
           if newer is not None:
-            version, params = newer[0], jax.device_put(newer[1])
+            version, params = newer[0], self.rollout.load(newer[1])
           weights = client.weights(self.actor_id, version)
       self._take_replies(stream, stop, keep=0, patience=STOP_PATIENCE)
+    finally:
+      stream.close()
+
+  def _send_steps(self, client: LearnerClient, stop: threading.Event, max_unrolls: int | None):
+    """Learner-side inference: each step's observations out, the actions to take back. A
+    step whose actions do not come (a reconnect) is sent again on the next stream."""
+    stepper, stream = self.rollout, client.act_stream()
+    whole = True  # a stream's first step carries whole frame stacks
+    try:
+      while self._wants_more(stop, max_unrolls):
+        if time.monotonic() >= self._mark[0] + self.config.log_every:
+          self.report()
+        sent = time.perf_counter()
+        stream.send(client.encode_observations(stepper.observations(self.actor_id, whole)))
+        whole = False
+        while (reply := stream.next_reply(timeout=0.1)) is None:
+          if stop.is_set():
+            return
+          self.stalls += 1
+        actions, ended = client.decode_actions(reply, stepper.num_envs, stepper.env.num_actions)
+        if ended:
+          raise RunEnded(ended)
+        stepper.inference_seconds += time.perf_counter() - sent
+        stepper.step(actions)
+        # The unrolls the learner has made of the steps sent: one per T after the first.
+        self.sequence = (stepper.steps - 1) // stepper.unroll_length
     finally:
       stream.close()
 
@@ -235,7 +264,7 @@ class Session:
           setup.run_id,
           config.env_id,
           config.num_envs,
-          "sending gradients (a3c)" if config.algorithm == "a3c" else "sending unrolls",
+          _sending(config),
           self.actor_id,
           setup.actor_index,
         )
@@ -256,6 +285,27 @@ class Session:
         stop.wait(delay)
       finally:
         client.close()
+
+
+def _sending(config: Config) -> str:
+  if config.algorithm == "a3c":
+    return "sending gradients (a3c)"
+  if config.inference == "learner":
+    return "sending observations (learner-side inference)"
+  return "sending unrolls"
+
+
+def _rollout(config: Config):
+  """A Rollout, which acts with JAX: refused with one line where it is not installed."""
+  try:
+    from impala.actor.rollout import Rollout
+  except ImportError as e:
+    raise ConfigError(
+      f"the learner's run acts in its actors (--inference actor), and this actor cannot: "
+      f"{e} (installed from requirements-actor.txt, it can only serve --inference learner; "
+      "install requirements.txt, or start the learner with --inference learner)"
+    ) from None
+  return Rollout(config)
 
 
 class Away:

@@ -27,6 +27,7 @@ class Counts:
   rejected: collections.Counter = dataclasses.field(default_factory=collections.Counter)
   abandoned: int = 0
   unauthenticated: int = 0
+  unfinished: int = 0
   episodes: int = 0
   by_actor: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
@@ -163,6 +164,11 @@ class Intake:
   def count_unauthenticated(self):
     with self.lock:
       self._counts.unauthenticated += 1
+
+  def count_unfinished(self):
+    """Counts an unroll that the learner was assembling when its actor left."""
+    with self.lock:
+      self._counts.unfinished += 1
 
   def returns(self) -> list[float]:
     """The last 100 episode returns of accepted uploads."""

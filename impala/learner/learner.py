@@ -124,6 +124,13 @@ class Learner:
         self._host_params = fetched
     return fetched
 
+  def acting_params(self) -> tuple[int, dict]:
+    """(version, params on the device) of the newest update computed, without waiting for
+    one in flight: what learner-side inference acts with."""
+    with self.lock:
+      state, _, _, _, version = self._ready()
+    return version, state.params
+
   def compile(self):
     """Compiles the update ahead of the first input (several learners: all together)."""
     self._placeholder = self.algorithm.placeholder()

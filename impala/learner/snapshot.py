@@ -25,6 +25,7 @@ COUNTERS = (
   "stale",
   "abandoned",
   "unauthenticated",
+  "unfinished",
 )
 
 
@@ -44,6 +45,7 @@ class Snapshot:
   rejected: Mapping[str, int]  # reason -> count: malformed or invalid
   abandoned: int  # the learner stopped, or the actor left, while it waited
   unauthenticated: int  # calls refused for a missing or wrong token
+  unfinished: int  # unrolls under assembly (learner-side inference) when their actor left
   return_mean_100: float  # mean of the last 100 episode returns of every learner
   episodes_in_mean: int  # how many that mean is over (at most 100 per learner)
   learner_return_mean_100: float  # the same, of this learner's episodes alone
@@ -116,6 +118,7 @@ def take(
     rejected=dict(counts.rejected),
     abandoned=counts.abandoned,
     unauthenticated=counts.unauthenticated,
+    unfinished=counts.unfinished,
     return_mean_100=votes.return_mean(),
     episodes_in_mean=count,
     learner_return_mean_100=mean(returns),

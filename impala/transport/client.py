@@ -47,6 +47,7 @@ class LearnerClient:
     self._upload = self._channel.stream_stream(
       codec.method("Upload"), None, pb.UploadReply.FromString
     )
+    self._act = self._channel.stream_stream(codec.method("Act"), None, None)
     self._weights = self._channel.unary_unary(
       codec.method("GetWeights"), pb.WeightsRequest.SerializeToString, None
     )
@@ -65,8 +66,16 @@ class LearnerClient:
       return setup, None
     return setup, codec.decode_setup(setup, self.config)
 
-  def upload_stream(self) -> UploadStream:
-    return UploadStream(self._upload, self._metadata)
+  def upload_stream(self) -> Stream:
+    """Unrolls out, UploadReply messages back."""
+    return Stream(self._upload, self._metadata)
+
+  def act_stream(self) -> Stream:
+    """Learner-side inference: serialized Observations out, serialized Actions back."""
+    return Stream(self._act, self._metadata)
+
+  encode_observations = staticmethod(codec.encode_observations)
+  decode_actions = staticmethod(codec.decode_actions)
 
   encode_unroll = staticmethod(codec.encode_unroll)
   encode_gradients = staticmethod(codec.encode_gradients)
@@ -85,9 +94,9 @@ class LearnerClient:
     self._channel.close()
 
 
-class UploadStream:
-  """One Upload stream: `send` serialized unrolls, `next_reply` for the learner's replies,
-  which come in order, one per unroll it has queued."""
+class Stream:
+  """One Upload or Act stream: `send` requests, `next_reply` for the learner's replies,
+  which come in order, one per request it has taken."""
 
   _END = None
 
@@ -97,7 +106,7 @@ class UploadStream:
     # (credentials.channel_options) notice a dead learner.
     self._replies = call(iter(self._outbox.get, self._END), metadata=metadata)
     self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-    threading.Thread(target=self._read, name="upload-replies", daemon=True).start()
+    threading.Thread(target=self._read, name="stream-replies", daemon=True).start()
 
   def _read(self):
     try:
@@ -110,7 +119,7 @@ class UploadStream:
   def send(self, raw: bytes):
     self._outbox.put(raw)
 
-  def next_reply(self, timeout: float) -> pb.UploadReply | None:
+  def next_reply(self, timeout: float):
     """The next reply, or None if none came within `timeout` s. Raises the stream's
     RpcError; UNAVAILABLE if the learner ended the stream."""
     try:
@@ -139,10 +148,10 @@ class RunEnded(Exception):
 
 
 class StreamEnded(grpc.RpcError):
-  """The learner ended an upload stream without an error (it is shutting down)."""
+  """The learner ended a stream without an error (it is shutting down)."""
 
   def code(self) -> grpc.StatusCode:
     return grpc.StatusCode.UNAVAILABLE
 
   def details(self) -> str:
-    return "the learner ended the upload stream"
+    return "the learner ended the stream"

@@ -136,6 +136,61 @@ def _rebuild_stacks(unroll: specs.Unroll, history: np.ndarray) -> np.ndarray:
   return frames.rebuild(newest, history, unroll.terminated | unroll.truncated)
 
 
+# --- Learner-side inference -------------------------------------------------------------
+
+_STEP_FIELDS = specs.Step._fields[2:]  # the tensors
+
+
+def encode_observations(step: specs.Step) -> bytes:
+  """One step of an actor's environments (see Observations in protos/impala.proto)."""
+  payload = Payload()
+  header = pb.Observations(
+    actor_id=step.actor_id,
+    step=step.step,
+    **{name: payload.add(getattr(step, name)) for name in _STEP_FIELDS},
+  )
+  return payload.serialize(header.SerializeToString())
+
+
+def decode_observations(raw: bytes) -> specs.Step:
+  """The step an actor sent, or DecodeError; its shapes are the learner's to check."""
+  msg, payload = parse(pb.Observations, raw)
+  for name in _STEP_FIELDS:
+    if not msg.HasField(name):
+      raise DecodeError(f"{name}: missing")
+  check_actor_id(msg.actor_id)
+  return specs.Step(
+    msg.actor_id,
+    msg.step,
+    *(decode(getattr(msg, name), payload, name) for name in _STEP_FIELDS),
+  )
+
+
+def encode_actions(actions: np.ndarray) -> bytes:
+  payload = Payload()
+  return payload.serialize(pb.Actions(actions=payload.add(actions)).SerializeToString())
+
+
+def encode_run_ended(reason: str) -> bytes:
+  return pb.Actions(run_ended=reason).SerializeToString()
+
+
+def decode_actions(raw: bytes, num_envs: int, num_actions: int) -> tuple[np.ndarray | None, str]:
+  """(actions [N] int32, "") or, once the learner's run is over, (None, its stop reason);
+  DecodeError for actions that do not fit the actor's environments."""
+  msg, payload = parse(pb.Actions, raw)
+  if msg.run_ended:
+    return None, msg.run_ended
+  actions = decode(msg.actions, payload, "actions")
+  if actions.shape != (num_envs,) or actions.dtype != np.int32:
+    raise DecodeError(
+      f"actions: expected int32[{num_envs}], got {actions.dtype}{list(actions.shape)}"
+    )
+  if num_envs and not (0 <= actions.min() and actions.max() < num_actions):
+    raise DecodeError(f"actions: out of range [0, {num_actions})")
+  return actions, ""
+
+
 # --- Parameters -------------------------------------------------------------------------
 
 

@@ -1,11 +1,12 @@
 """The learner's gRPC service: protobuf in, arrays to the Learner, bytes out.
 
 Bad input is answered with a precise status and message and never reaches the
-update: INVALID_ARGUMENT for a malformed request or unroll (it ends that actor's
-upload stream), FAILED_PRECONDITION for a protocol mismatch, UNAUTHENTICATED for a
+update: INVALID_ARGUMENT for a malformed request, unroll or step (it ends that actor's
+stream), FAILED_PRECONDITION for a protocol mismatch, UNAUTHENTICATED for a
 call without the run's token, RESOURCE_EXHAUSTED for an upload stream over the
-limits. Upload streams are bounded (Streams), so that Hello, GetWeights and health
-checks always have threads of their own. TLS (optionally mutual) is configured from
+limits. Upload and Act streams are bounded together (Streams), so that Hello,
+GetWeights and health checks always have threads of their own. Act streams share one
+batched policy (learner/inference.py). TLS (optionally mutual) is configured from
 files.
 """
 
@@ -25,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from impala import specs
 from impala.learner import Learner, NotReady
+from impala.learner.inference import Assembly, Inference
 from impala.transport import codec
 from impala.transport.credentials import bearer, channel_options, server_credentials
 from impala.transport.proto import impala_pb2 as pb
@@ -74,17 +76,20 @@ class Streams:
       entry[1] = None
       yield raw
 
-  def identify(self, key: int, actor_id: str) -> bool:
-    """Names the actor that uploads on the stream; False if it holds `per_actor` already."""
+  def identify(self, key: int, actor_id: str) -> str | None:
+    """Names the actor that sends on the stream; returns the actor that the stream is
+    already another's, or "" if `actor_id` holds `per_actor` streams already."""
     with self._lock:
       entry = self._open[key]
       if entry[2] == actor_id:
-        return True
-      if entry[2] is not None or self._by_actor[actor_id] >= self.per_actor:
-        return False
+        return None
+      if entry[2] is not None:
+        return entry[2]
+      if self._by_actor[actor_id] >= self.per_actor:
+        return ""
       entry[2] = actor_id
       self._by_actor[actor_id] += 1
-      return True
+      return None
 
   def close(self, key: int):
     with self._lock:
@@ -119,8 +124,8 @@ class BindError(OSError):
 class LearnerService:
   """Implements the Learner service on top of a `Learner`."""
 
-  def __init__(self, learner: Learner, streams: Streams):
-    self.learner, self.streams = learner, streams
+  def __init__(self, learner: Learner, streams: Streams, inference: Inference):
+    self.learner, self.streams, self.inference = learner, streams, inference
     self._weights_lock = threading.Lock()
     self._weights = (0, b"")  # (version, serialized Weights): each version serialized once
 
@@ -153,13 +158,7 @@ class LearnerService:
   def Upload(self, requests: Iterator[bytes], context) -> Iterator[pb.UploadReply]:
     """One actor's stream of serialized unrolls (the request deserializer is the identity:
     decoding is zero-copy); one reply per queued unroll, sent once it is queued."""
-    key = self.streams.open(context)
-    if key is None:
-      context.abort(
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        f"the learner serves at most {self.streams.limit} upload streams at once "
-        "(--max-upload-streams); retry later",
-      )
+    key = self._open(context)
     try:
       for raw in self.streams.receive(key, requests):
         if self.learner.ended:  # the run is over: the actor stops (or waits for the next)
@@ -170,23 +169,88 @@ class LearnerService:
         except codec.DecodeError as e:
           self.learner.intake.reject("malformed")
           context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        if not self.streams.identify(key, info.actor_id):
-          context.abort(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"actor {info.actor_id}: one actor id uploads on one stream, and may hold at most "
-            f"{self.streams.per_actor} open (--max-streams-per-actor)",
-          )
-        try:
-          outcome = self.learner.intake.enqueue(unroll, info, keep_waiting=context.is_active)
-        except specs.InvalidUnroll as e:
-          context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        if outcome is None:  # the actor went away or the learner is stopping
+        self._identify(key, info.actor_id, context)
+        if not self._enqueue(unroll, info, context):
           if self.learner.ended:
             yield pb.UploadReply(learner_version=self.learner.version, run_ended=self.learner.ended)
           return
         yield pb.UploadReply(learner_version=self.learner.version)  # also for a dropped one
     finally:
       self.streams.close(key)
+
+  def Act(self, requests: Iterator[bytes], context) -> Iterator[bytes]:
+    """One actor's stream of steps (learner-side inference): the actions for each, once the
+    policy has run on it; the unrolls the steps make go to the intake."""
+    key = self._open(context)
+    assembly = None
+    self.inference.opened()
+    try:
+      for raw in self.streams.receive(key, requests):
+        if self.learner.ended:
+          yield codec.encode_run_ended(self.learner.ended)
+          return
+        try:
+          step = codec.decode_observations(raw)
+        except codec.DecodeError as e:
+          self.learner.intake.reject("malformed")
+          context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        self._identify(key, step.actor_id, context)
+        try:
+          if assembly is None:
+            learner = self.learner
+            assembly = Assembly(
+              learner.spec, learner.env.frame_stack, learner.config.max_abs_input, step
+            )
+          completed = assembly.observe(step)
+        except specs.InvalidUnroll as e:
+          self.learner.intake.reject(e.reason)
+          context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if completed is not None and not self._enqueue(*completed, context):
+          if self.learner.ended:
+            yield codec.encode_run_ended(self.learner.ended)
+          return
+        if not self.inference.act(assembly, context.is_active):
+          return
+        yield codec.encode_actions(assembly.actions)
+    finally:
+      self.inference.closed()
+      if assembly is not None and assembly.unfinished:
+        self.learner.intake.count_unfinished()
+      self.streams.close(key)
+
+  def _open(self, context) -> int:
+    key = self.streams.open(context)
+    if key is None:
+      context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"the learner serves at most {self.streams.limit} actor streams at once "
+        "(--max-upload-streams); retry later",
+      )
+    return key
+
+  def _identify(self, key: int, actor_id: str, context):
+    owner = self.streams.identify(key, actor_id)
+    if owner:
+      self.learner.intake.reject("wrong_actor")
+      context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"actor_id: {actor_id!r} on the stream of {owner!r} (one actor id sends on one stream)",
+      )
+    if owner is not None:
+      context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"actor {actor_id}: one actor id may hold at most {self.streams.per_actor} streams "
+        "open (--max-streams-per-actor)",
+      )
+
+  def _enqueue(self, unroll, info: specs.UnrollInfo, context) -> bool:
+    """Queues an unroll (or refuses it, ending the stream); False if it was abandoned: the
+    actor went away or the learner is stopping."""
+    try:
+      outcome = self.learner.intake.enqueue(unroll, info, keep_waiting=context.is_active)
+    except specs.InvalidUnroll as e:
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+    return outcome is not None
 
   def GetWeights(self, raw: bytes, context) -> bytes:
     """Returns serialized bytes (the response serializer is the identity), made once per version."""
@@ -235,11 +299,12 @@ class TokenCheck(grpc.ServerInterceptor):
 class Servers:
   """The learner's server and, with --health-port, the plaintext health-only one."""
 
-  def __init__(self, streams: Streams, *servers: grpc.Server):
-    self.streams, self._servers = streams, servers
+  def __init__(self, streams: Streams, inference: Inference, *servers: grpc.Server):
+    self.streams, self.inference, self._servers = streams, inference, servers
 
   def stop(self, grace: float | None) -> threading.Event:
     self.streams.stop()
+    self.inference.stop()
     events = [server.stop(grace) for server in self._servers]
     for event in events[1:]:
       event.wait()
@@ -280,7 +345,8 @@ def create_server(
   streams = Streams(
     config.max_upload_streams, config.max_streams_per_actor, config.stream_idle_timeout, on_full
   )
-  service = LearnerService(learner, streams)
+  inference = Inference(config, learner.network, learner.acting_params)
+  service = LearnerService(learner, streams, inference)
   token = config.token()
   if not token:
     log.info("no auth token: any client that reaches port %d may upload", port)
@@ -297,6 +363,7 @@ def create_server(
       service.Upload, None, pb.UploadReply.SerializeToString
     ),
     "GetWeights": grpc.unary_unary_rpc_method_handler(service.GetWeights, None, None),
+    "Act": grpc.stream_stream_rpc_method_handler(service.Act, None, None),
   }
   server.add_generic_rpc_handlers(
     [grpc.method_handlers_generic_handler(codec.SERVICE_NAME, handlers)]
@@ -313,4 +380,4 @@ def create_server(
     s.start()
   for name in ("", codec.SERVICE_NAME):
     health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-  return Servers(streams, *servers), bound, health_servicer
+  return Servers(streams, inference, *servers), bound, health_servicer

@@ -25,7 +25,7 @@ class HelloRequest(_message.Message):
     def __init__(self, actor_id: _Optional[str] = ..., protocol_version: _Optional[int] = ...) -> None: ...
 
 class RunSettings(_message.Message):
-    __slots__ = ("env_id", "env_kwargs", "num_envs", "unroll_length", "seed", "torso", "hidden_sizes", "lstm_size", "algorithm", "discount", "baseline_cost", "entropy_cost", "clip_rho", "clip_pg_rho", "max_abs_reward", "env_module")
+    __slots__ = ("env_id", "env_kwargs", "num_envs", "unroll_length", "seed", "torso", "hidden_sizes", "lstm_size", "algorithm", "discount", "baseline_cost", "entropy_cost", "clip_rho", "clip_pg_rho", "max_abs_reward", "env_module", "inference")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_KWARGS_FIELD_NUMBER: _ClassVar[int]
     NUM_ENVS_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class RunSettings(_message.Message):
     CLIP_PG_RHO_FIELD_NUMBER: _ClassVar[int]
     MAX_ABS_REWARD_FIELD_NUMBER: _ClassVar[int]
     ENV_MODULE_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     env_kwargs: str
     num_envs: int
@@ -58,7 +59,8 @@ class RunSettings(_message.Message):
     clip_pg_rho: float
     max_abs_reward: float
     env_module: str
-    def __init__(self, env_id: _Optional[str] = ..., env_kwargs: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., seed: _Optional[int] = ..., torso: _Optional[str] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., lstm_size: _Optional[int] = ..., algorithm: _Optional[str] = ..., discount: _Optional[float] = ..., baseline_cost: _Optional[float] = ..., entropy_cost: _Optional[float] = ..., clip_rho: _Optional[float] = ..., clip_pg_rho: _Optional[float] = ..., max_abs_reward: _Optional[float] = ..., env_module: _Optional[str] = ...) -> None: ...
+    inference: str
+    def __init__(self, env_id: _Optional[str] = ..., env_kwargs: _Optional[str] = ..., num_envs: _Optional[int] = ..., unroll_length: _Optional[int] = ..., seed: _Optional[int] = ..., torso: _Optional[str] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., lstm_size: _Optional[int] = ..., algorithm: _Optional[str] = ..., discount: _Optional[float] = ..., baseline_cost: _Optional[float] = ..., entropy_cost: _Optional[float] = ..., clip_rho: _Optional[float] = ..., clip_pg_rho: _Optional[float] = ..., max_abs_reward: _Optional[float] = ..., env_module: _Optional[str] = ..., inference: _Optional[str] = ...) -> None: ...
 
 class Setup(_message.Message):
     __slots__ = ("protocol_version", "run_id", "actor_index", "seed", "learner_address", "settings")
@@ -147,3 +149,31 @@ class Weights(_message.Message):
     params: _containers.RepeatedCompositeFieldContainer[Param]
     payload: bytes
     def __init__(self, version: _Optional[int] = ..., not_modified: _Optional[bool] = ..., params: _Optional[_Iterable[_Union[Param, _Mapping]]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class Observations(_message.Message):
+    __slots__ = ("actor_id", "step", "observations", "rewards", "terminated", "truncated", "payload")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    TERMINATED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    actor_id: str
+    step: int
+    observations: Tensor
+    rewards: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    payload: bytes
+    def __init__(self, actor_id: _Optional[str] = ..., step: _Optional[int] = ..., observations: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., terminated: _Optional[_Union[Tensor, _Mapping]] = ..., truncated: _Optional[_Union[Tensor, _Mapping]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class Actions(_message.Message):
+    __slots__ = ("actions", "run_ended", "payload")
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ENDED_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    actions: Tensor
+    run_ended: str
+    payload: bytes
+    def __init__(self, actions: _Optional[_Union[Tensor, _Mapping]] = ..., run_ended: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
