@@ -263,6 +263,7 @@ def test_an_actor_without_jax_acts_for_learner_side_inference(serve):
       assert actor.poll() is None and time.monotonic() < deadline, actor.stderr.read()
       time.sleep(0.1)  # polling the learner's counters, with a deadline
     learner.ended = "max_frames"
+    learner.intake.close()  # as the program does: a step held by backpressure is let go
     _, stderr = actor.communicate(timeout=30)
   finally:
     actor.kill()
