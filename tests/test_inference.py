@@ -206,8 +206,10 @@ def test_sessions_act_through_the_learner_for_exactly_their_unrolls(serve):
   threads = [threading.Thread(target=s.run, args=(threading.Event(), 4)) for s in sessions]
   for t in threads:
     t.start()
-  for t in threads:
-    t.join(60)
+  deadline = time.monotonic() + 60
+  while any(t.is_alive() for t in threads):  # the learner trains: its queue never holds them up
+    assert time.monotonic() < deadline, [s.counters() for s in sessions]
+    learner.step(timeout=0.1)
   # 4 unrolls need 4 T + 1 observations; the actor steps once more after the last.
   assert all(s.counters()["frames"] == (4 * T + 1) * N for s in sessions)
   s = learner.snapshot()
