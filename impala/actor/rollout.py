@@ -7,7 +7,8 @@ import time
 import jax
 import numpy as np
 
-from impala import environments, losses, networks, specs
+from impala import losses, networks, specs
+from impala.actor.stepper import Stepper
 from impala.config import Config
 
 
@@ -17,33 +18,24 @@ def make_gradient(config: Config, network: networks.Network):
   return jax.jit(lambda params, unroll: jax.grad(loss, has_aux=True)(params, unroll)[0])
 
 
-class Rollout:
+class Rollout(Stepper):
   """The environments and policy of one run (`config` holds the run's settings, as the
-  handshake gave them), and where the current episodes stand."""
+  handshake gave them), and where the current episodes stand: a Stepper whose actions
+  come from its own policy."""
 
   def __init__(self, config: Config):
-    self.settings = config.run_settings()
-    self.envs = environments.make(
-      config.env_id, config.num_envs, config.env_kwargs, config.env_module
-    )
-    self.env = environments.spec_of(self.envs)
+    super().__init__(config)
     self.spec = specs.UnrollSpec.for_run(config, self.env)
     self.network = networks.for_run(config, self.env)
     self.policy = networks.make_policy(self.network)
     self.gradient = make_gradient(config, self.network) if config.algorithm == "a3c" else None
     self.rng = jax.random.PRNGKey(config.seed)
     n = config.num_envs
-    self.obs, _ = self.envs.reset(seed=config.seed)
     self.done = np.zeros(n, bool)  # the current observation ends its episode
     self.first = np.ones(n, bool)  # the current observation starts an episode
-    self.terminated = np.zeros(n, bool)
-    self.truncated = np.zeros(n, bool)
     self.core_state = self.network.initial_state(n)
     self.episode_return = np.zeros(n, np.float32)
     self.episode_length = np.zeros(n, np.int32)
-    self.frames = 0
-    self.env_seconds = 0.0  # stepping the environments
-    self.inference_seconds = 0.0  # in the policy, until its actions are on the host
 
   load = staticmethod(jax.device_put)  # the learner's parameters, onto this actor's device
 
@@ -79,12 +71,11 @@ class Rollout:
       )
       out.actions[t] = action
       out.behaviour_logits[t] = step_logits
-      stepped = clock()
-      self.obs, out.rewards[t], self.terminated, self.truncated, _ = self.envs.step(out.actions[t])
-      self.inference_seconds += stepped - started
-      self.env_seconds += clock() - stepped
-      out.observations[t + 1], out.terminated[t + 1], out.truncated[t + 1] = (
+      self.inference_seconds += clock() - started
+      self.step(out.actions[t])
+      out.observations[t + 1], out.rewards[t], out.terminated[t + 1], out.truncated[t + 1] = (
         self.obs,
+        self.rewards,
         self.terminated,
         self.truncated,
       )
@@ -99,7 +90,6 @@ class Rollout:
         self.episode_return[self.done] = 0.0
         self.episode_length[self.done] = 0
 
-    self.frames += self.spec.unroll_length * self.spec.num_envs
     return (
       out._replace(core_state=core_state),
       np.concatenate(returns) if returns else np.zeros(0, np.float32),

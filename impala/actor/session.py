@@ -165,7 +165,7 @@ class Session:
     return not stop.is_set() and (max_unrolls is None or self.sequence < max_unrolls)
 
   def _act(self, client: LearnerClient, stop: threading.Event, max_unrolls: int | None):
-    if isinstance(self.rollout, Stepper):
+    if self.rollout.settings["inference"] == "learner":  # the learner acts: steps only
       return self._send_steps(client, stop, max_unrolls)
     version, params = client.decode_weights(client.weights(self.actor_id, 0).result())
     params = self.rollout.load(params)

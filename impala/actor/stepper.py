@@ -14,7 +14,8 @@ from impala.config import Config
 
 class Stepper:
   """The environments of one run (`config` holds the run's settings, as the handshake
-  gave them) and their current step, as sent to the learner."""
+  gave them) and their current step: what learner-side inference sends the learner, and
+  what a Rollout's own policy acts on."""
 
   def __init__(self, config: Config):
     self.settings = config.run_settings()
@@ -31,7 +32,7 @@ class Stepper:
     self.steps = 0  # since the environments were reset
     self.frames = 0
     self.env_seconds = 0.0  # stepping the environments
-    self.inference_seconds = 0.0  # waiting for the learner's actions
+    self.inference_seconds = 0.0  # in the policy, or waiting for the learner's actions
 
   def observations(self, actor_id: str, whole: bool) -> specs.Step:
     """The current step; stacked frames as the newest frame alone unless `whole` (a

@@ -43,13 +43,10 @@ class Assembly:
     self.incarnation = random.getrandbits(64)  # a stream's unrolls are a sequence of their own
     self.sequence = 0 if first.step == 0 else 1
     self.next_step = first.step
-    n = spec.num_envs
-    self.first = np.ones(n, bool)  # the next observation starts an episode
-    self.core_state = tuple(
-      np.zeros((n, spec.lstm_size), np.float32) for _ in range(2 * bool(spec.lstm_size))
-    )
+    self.first = np.ones(spec.num_envs, bool)  # the next observation starts an episode
     self._stack = None  # the frame stacks of the current observations
     self._buffers = spec.empty()
+    self.core_state = self._buffers.core_state  # zeros
     self._t = -1  # index of the current observation in the buffers; -1 before the first
     self._core_at_0 = self.core_state
     self._oldest = 0  # the oldest parameters version that acted in the unroll
@@ -63,7 +60,7 @@ class Assembly:
 
   def observe(self, step: specs.Step) -> tuple[specs.Unroll, specs.UnrollInfo] | None:
     """Takes the actor's next step, or raises specs.InvalidUnroll; returns the unroll it
-    completes, if it does. Then `obs` and `first` are what the policy acts on."""
+    completes, if it does. Then `obs` and `starts` are what the policy acts on."""
     if step.step != self.next_step:
       raise specs.InvalidUnroll(
         f"step: expected {self.next_step} (one more than the stream's last), got {step.step}",
