@@ -21,10 +21,10 @@ import gymnasium as gym
 import jax
 import numpy as np
 
+from impala import learner as learner_lib
 from impala.actor.rollout import Rollout
 from impala.config import Config
 from impala.learner import Learner, batcher, program
-from impala.transport import server
 
 # The learner programs a benchmark starts keep their run directories in a temporary folder
 # (they read IMPALA_RUNS), not in the repository's runs/.
@@ -162,9 +162,10 @@ def learning_rates(config: Config, actors: int, warmup: float, window: float) ->
   `window` seconds, starting `warmup` seconds after its first update.
   """
   batcher.keep_freed_memory()
-  learner = Learner(config)
-  learner.start()
-  grpc_server, port, _ = server.create_server(learner, 0)
+  parts = learner_lib.build(config)
+  parts.start()
+  learner = parts.learner
+  grpc_server, port, _ = parts.serve(0)
   children = program.start_local_actors(actors, port, learner.run_id)
   try:
     learner.compile()
@@ -183,4 +184,4 @@ def learning_rates(config: Config, actors: int, warmup: float, window: float) ->
   finally:
     program.stop_processes(children)
     grpc_server.stop(grace=None).wait()
-    learner.close()
+    parts.close()

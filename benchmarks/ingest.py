@@ -27,9 +27,10 @@ import grpc
 from benchmarks import common
 from impala import actor as actor_lib
 from impala import algorithms, distributed, environments, networks, specs, testing
+from impala import learner as learner_lib
 from impala.config import Config
-from impala.learner import Learner, batcher
-from impala.transport import codec, credentials, server
+from impala.learner import batcher
+from impala.transport import codec, credentials
 
 SENDERS = 2
 IN_FLIGHT = actor_lib.MAX_IN_FLIGHT + 1  # unanswered unrolls per sender, as a real actor keeps
@@ -104,10 +105,11 @@ def grpc_ingest(config: Config, template, train: bool = False) -> tuple[float, f
   """(unrolls/s accepted, batches/s taken by the update loop) of a learner fed unrolls like
   `template` as fast as SENDERS processes can send them; without `train` the update is a no-op."""
   batcher.keep_freed_memory()
-  learner = Learner(config, algorithm=None if train else ingest_only(config))
-  learner.start()
+  parts = learner_lib.build(config, algorithm=None if train else ingest_only(config))
+  parts.start()
+  learner = parts.learner
   learner.compile()
-  grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+  grpc_server, port, _ = parts.serve(0, address="127.0.0.1")
   stop, procs = start_senders(stream_sender, f"127.0.0.1:{port}", template, config)
   try:
     rates = common.steady_rates(learner, WARMUP, WINDOW)
@@ -115,13 +117,13 @@ def grpc_ingest(config: Config, template, train: bool = False) -> tuple[float, f
   finally:
     stop_senders(stop, procs)
     grpc_server.stop(grace=None).wait()
-    learner.close()
+    parts.close()
 
 
 def ingest_only(config: Config) -> algorithms.Algorithm:
   """The configured algorithm with a no-op update: the learner only takes in uploads."""
   env = environments.describe(config.env_id)
-  real = algorithms.make(
+  real = algorithms.for_run(
     config,
     networks.for_run(config, env),
     specs.UnrollSpec.for_run(config, env),

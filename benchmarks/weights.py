@@ -17,9 +17,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from benchmarks import common
 from impala import environments, networks
+from impala import learner as learner_lib
 from impala.config import Config
-from impala.learner import Learner
-from impala.transport import codec, credentials, server
+from impala.transport import codec, credentials
 from impala.transport.client import LearnerClient
 
 NETWORKS = {
@@ -66,9 +66,10 @@ def repeated_float_deserialize(message_type, raw: bytes) -> dict:
 def fetch_seconds(config: Config, params: dict, message_type) -> tuple[float, float]:
   """Seconds per full weight fetch: this project's learner, and a seed-style server that
   serializes the repeated-float message per request."""
-  learner = Learner(config)
-  learner.start()
-  ours, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+  parts = learner_lib.build(config)
+  parts.start()
+  learner = parts.learner
+  ours, port, _ = parts.serve(0, address="127.0.0.1")
   seed = grpc.server(futures.ThreadPoolExecutor(4), options=credentials.channel_options(config))
   seed.add_generic_rpc_handlers(
     [
@@ -104,7 +105,7 @@ def fetch_seconds(config: Config, params: dict, message_type) -> tuple[float, fl
     client.close()
     ours.stop(grace=None).wait()
     seed.stop(grace=None).wait()
-    learner.close()
+    parts.close()
 
 
 def main():

@@ -237,7 +237,7 @@ class Algorithm(NamedTuple):
   update: Callable  # jitted (state, input, control) -> (state, metrics, totals)
 
 
-def make(
+def for_run(
   config: Config, network: networks.Network, spec: specs.UnrollSpec, mesh: Mesh
 ) -> Algorithm:
   """The configured algorithm."""

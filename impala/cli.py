@@ -18,9 +18,9 @@ def learner(argv=None, started: float | None = None) -> int:
   except ConfigError as e:
     print(f"learner_server.py: error: {e}", file=sys.stderr)
     return 2
-  from impala.learner import program
+  from impala.learner import program as learner_program
 
-  return program.run(config, started)
+  return learner_program.run_learner(config, started)
 
 
 def actor(argv=None) -> int:
@@ -30,6 +30,6 @@ def actor(argv=None) -> int:
   except ConfigError as e:
     print(f"actor_client.py: error: {e}", file=sys.stderr)
     return 2
-  from impala.actor import program
+  from impala.actor import program as actor_program
 
-  return program.run(config, given)
+  return actor_program.run_actor(config, given)

@@ -1,5 +1,6 @@
 """Shared fixtures: small configs and a real learner server on a free loopback port."""
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -12,9 +13,9 @@ import time
 import grpc
 import pytest
 
+from impala import learner as learner_lib
 from impala.config import Config
-from impala.learner import Learner
-from impala.transport import codec, server
+from impala.transport import codec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,23 +113,30 @@ def small_config():
   return Config(num_envs=4, unroll_length=5, batch_size=2, queue_size=8, rpc_timeout=10.0)
 
 
+@contextlib.contextmanager
+def serving(config: Config, algorithm=None):
+  """(parts, port) of a started learner server on loopback; stopped and closed after."""
+  parts = learner_lib.build(config, algorithm)
+  parts.start()
+  grpc_server, port, _ = parts.serve(0, address="127.0.0.1")
+  try:
+    yield parts, port
+  finally:
+    grpc_server.stop(grace=None).wait()
+    parts.close()
+
+
 @pytest.fixture
 def serve(small_config):
   """serve(**settings) -> (learner, port): a started learner server on loopback, with
   those settings over small_config; all stopped and closed after the test."""
-  started = []
+  with contextlib.ExitStack() as stack:
 
-  def start(**settings):
-    learner = Learner(dataclasses.replace(small_config, **settings))
-    learner.start()
-    grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
-    started.append((grpc_server, learner))
-    return learner, port
+    def start(**settings):
+      parts, port = stack.enter_context(serving(dataclasses.replace(small_config, **settings)))
+      return parts.learner, port
 
-  yield start
-  for grpc_server, learner in started:
-    grpc_server.stop(grace=None).wait()
-    learner.close()
+    yield start
 
 
 @pytest.fixture

@@ -13,23 +13,24 @@ import numpy as np
 import pytest
 from conftest import ROOT, assert_accounted, free_port, upload
 
+from impala import learner as learner_lib
 from impala import losses, presets
 from impala.actor import Session
 from impala.config import Config
-from impala.learner import Learner
-from impala.transport import codec, server
+from impala.transport import codec
 from impala.transport.client import LearnerClient
 
 
 @pytest.fixture
 def a3c_server(small_config):
   config = dataclasses.replace(small_config, algorithm="a3c", max_policy_lag=3)
-  learner = Learner(config)
-  learner.start()
-  grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+  parts = learner_lib.build(config)
+  parts.start()
+  learner = parts.learner
+  grpc_server, port, _ = parts.serve(0, address="127.0.0.1")
   yield learner, port
   grpc_server.stop(grace=None).wait()
-  learner.close()
+  parts.close()
 
 
 def a3c_actor(port: int) -> tuple[Session, Config]:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from impala import checkpoint, testing
+from impala import learner as learner_lib
 from impala.config import ConfigError
-from impala.learner import Learner
 from impala.learner.learner import params_digest
 
 
@@ -60,8 +60,9 @@ def test_a_checkpoint_of_another_network_is_refused(tmp_path):
 
 def test_learner_resumes_params_optimizer_counters_and_version(tmp_path, small_config):
   config = dataclasses.replace(small_config, checkpoint_dir=str(tmp_path))
-  first = Learner(config)
-  first.start()
+  parts = learner_lib.build(config)
+  parts.start()
+  first = parts.learner
   try:
     for sequence in range(6):  # three real updates of two unrolls each
       unroll = testing.random_unroll(first.spec, seed=sequence)
@@ -69,10 +70,10 @@ def test_learner_resumes_params_optimizer_counters_and_version(tmp_path, small_c
     assert [first.step(timeout=10) for _ in range(3)] == [True] * 3
     first.save_checkpoint()
   finally:
-    first.close()
+    parts.close()
   before = first.snapshot()
   assert (before.updates, before.frames, before.version) == (3, 3 * 2 * 5 * 4, 4)
-  second = Learner(config)
+  second = learner_lib.build(config).learner
   try:
     assert second.restored_from is not None
     after = second.snapshot()
@@ -80,11 +81,12 @@ def test_learner_resumes_params_optimizer_counters_and_version(tmp_path, small_c
     same = jax.tree_util.tree_map(np.array_equal, first.state(), second.state())
     assert all(jax.tree_util.tree_leaves(same))
     digests = [
-      params_digest(learner.state().params) for learner in (first, second, Learner(small_config))
+      params_digest(learner.state().params)
+      for learner in (first, second, learner_lib.build(small_config).learner)
     ]
     assert digests[0] == digests[1] != digests[2]
   finally:
-    second.close()
+    second.intake.close()
 
 
 def test_a_run_prunes_only_its_own_checkpoints(tmp_path):
@@ -102,8 +104,9 @@ def test_a_run_prunes_only_its_own_checkpoints(tmp_path):
 
 def run_learner(config, steps=1):
   """A learner on `config` that takes `steps` updates and saves; its snapshot and path."""
-  learner = Learner(config)
-  learner.start()
+  parts = learner_lib.build(config)
+  parts.start()
+  learner = parts.learner
   try:
     for sequence in range(2 * steps):
       unroll = testing.random_unroll(learner.spec, seed=sequence)
@@ -111,7 +114,7 @@ def run_learner(config, steps=1):
     assert all(learner.step(timeout=10) for _ in range(steps))
     return learner, learner.save_checkpoint()
   finally:
-    learner.close()
+    parts.close()
 
 
 def test_checkpoints_of_another_task_or_network_are_refused_unless_fresh(tmp_path, small_config):
@@ -124,10 +127,10 @@ def test_checkpoints_of_another_task_or_network_are_refused_unless_fresh(tmp_pat
     match=r"ckpt-000000000001-\w+\.npz was written with "
     r"env_id='CartPole-v0', this run has 'CartPole-v1'.*--fresh",
   ):
-    Learner(task)
+    learner_lib.build(task)
   run_learner(dataclasses.replace(network, lstm_size=8))
   with pytest.raises(ConfigError, match=r"-\w+\.npz was written with lstm_size=8, this run has 0"):
-    Learner(network)
+    learner_lib.build(network)
   fresh = dataclasses.replace(network, fresh=True, keep_checkpoints=1)
   first, path = run_learner(fresh)
   assert first.restored_from is None and first.snapshot().updates == 1

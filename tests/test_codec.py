@@ -163,7 +163,9 @@ def test_setup_round_trip():
     clip_pg_rho=2.5,
     max_abs_reward=1.0,
   )
-  setup = pb.Setup.FromString(codec.encode_setup(config, "run", 2, 1234).SerializeToString())
+  setup = pb.Setup.FromString(
+    codec.encode_setup(config.run_settings(), "run", 2, 1234).SerializeToString()
+  )
   got = codec.decode_setup(setup, Config(grpc_host="learner:1"))
   assert got.grpc_host == "learner:1"  # the actor's own settings stay
   assert (got.env_id, got.env_kwargs, got.num_envs, got.unroll_length, got.seed) == (

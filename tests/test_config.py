@@ -8,8 +8,8 @@ import pytest
 from conftest import ROOT
 
 from impala import cli, flags
+from impala import learner as learner_lib
 from impala.config import Config, ConfigError
-from impala.learner import Learner
 
 
 def test_defaults_are_valid_and_cartpole():
@@ -159,4 +159,4 @@ def test_port_in_use_is_one_line(capsys):
 def test_appo_minibatches_must_divide_the_batch():
   config = Config(algorithm="appo", num_envs=3, batch_size=2, ppo_minibatches=4)
   with pytest.raises(ConfigError, match=r"bad value for --ppo-minibatches: 4 \(must divide the 6"):
-    Learner(config)  # before anything is built
+    learner_lib.build(config)  # before anything is built

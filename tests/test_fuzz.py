@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from impala import learner as learner_lib
 from impala import specs
 from impala.actor import Session
-from impala.learner import Learner
 from impala.transport import codec
 from impala.transport import payload as payload_lib
 from impala.transport.proto import impala_pb2 as pb
@@ -34,14 +34,15 @@ def target():
   from impala.config import Config
 
   config = Config(num_envs=3, unroll_length=4, batch_size=2, queue_size=4)
-  learner = Learner(config)
+  parts = learner_lib.build(config)
+  learner = parts.learner
   actor = Session(config)
   actor.prepare(config)
   params = learner.params_for_actor()[1]
   valid = [codec.encode_unroll(*actor.unroll(params, 0)) for _ in range(3)]
   outcomes = {}
   yield learner, valid, outcomes
-  learner.close()
+  parts.close()
   # Every kind of outcome occurred: the strategies reach past the first check.
   assert {"taken", "DecodeError", "InvalidUnroll"} <= set(outcomes), outcomes
   assert sum(outcomes.values()) >= 3 * EXAMPLES

@@ -15,10 +15,10 @@ import pytest
 from conftest import upload
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from impala import learner as learner_lib
 from impala import progress, specs, testing
 from impala.actor import Session
 from impala.actor.session import MAX_IN_FLIGHT
-from impala.learner import Learner
 from impala.transport import codec, server
 from impala.transport.proto import impala_pb2 as pb
 
@@ -188,4 +188,4 @@ def test_repeated_log_lines_are_held_back():
 def test_a_second_learner_on_a_busy_port_is_refused(serve, small_config):
   learner, port = serve()
   with pytest.raises(server.BindError, match=f"cannot listen on 127.0.0.1:{port} \\(port in use"):
-    server.create_server(Learner(small_config), port, address="127.0.0.1")
+    learner_lib.build(small_config).serve(port, address="127.0.0.1")

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
+from impala import learner as learner_lib
 from impala import specs
 from impala.actor import Session
 from impala.config import Config
-from impala.learner import Learner
-from impala.learner.inference import Assembly, Inference
+from impala.learner.inference import Assembly
 from impala.transport import codec, frames
 
 T, N = 5, 4
@@ -218,8 +218,9 @@ def test_sessions_act_through_the_learner_for_exactly_their_unrolls(serve):
 
 def test_the_policy_runs_once_for_the_steps_of_streams_waiting_together(small_config):
   config = dataclasses.replace(small_config, inference="learner", inference_wait_ms=2000.0)
-  learner = Learner(config)
-  inference = Inference(config, learner.network, learner.acting_params)
+  parts = learner_lib.build(config)
+  learner, inference = parts.learner, parts.inference
+  parts.start()
   try:
     assemblies = []
     for i in range(3):
@@ -239,8 +240,7 @@ def test_the_policy_runs_once_for_the_steps_of_streams_waiting_together(small_co
     assert acted == [True] * 3 and (inference.batches, inference.requests) == (1, 3)
     assert all(a.actions.shape == (N,) and a.actions.dtype == np.int32 for a in assemblies)
   finally:
-    inference.stop()
-    learner.close()
+    parts.close()
 
 
 NO_JAX = (

@@ -10,6 +10,7 @@ from impala import config as config_lib
 from impala import specs, testing
 from impala.actor.rollout import Rollout
 from impala.learner import episodes, intake, registry, snapshot
+from impala.transport.port import NotReady
 
 SPEC = testing.cartpole_spec(unroll_length=5, num_envs=4)
 
@@ -160,7 +161,7 @@ def test_the_registry_keeps_indices_and_seeds_and_routes_actors_in_turn():
   assert alone.hello("a") == a and (a[0], b[0]) == (0, 1) and a[1] != b[1]
   assert a[2] == b[2] == "" and alone.connected() == 2
   first = registry.ActorRegistry(0, 2, seed=7)
-  with pytest.raises(registry.NotReady):
+  with pytest.raises(NotReady):
     first.hello("a")
   first.addresses = ["learner-0:1", "learner-1:1"]
   assert [first.hello(actor)[2] for actor in "abca"] == ["", "learner-1:1", "", ""]

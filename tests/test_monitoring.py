@@ -19,9 +19,10 @@ from conftest import ROOT, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from impala import checkpoint, cli, evaluate, metrics, plot, presets, progress
+from impala import learner as learner_lib
 from impala.actor import Session
 from impala.config import Config
-from impala.learner import COUNTERS, Learner, program
+from impala.learner import COUNTERS, program
 
 
 def scrape(port: int) -> dict:
@@ -205,9 +206,7 @@ def test_evaluation_of_the_trained_checkpoint_reaches_475_and_a_fresh_one_does_n
   trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert trained["checkpoint"] == run["summary"]["model"]
   assert trained["mean"] >= 475 and trained["episodes"] == 50 and trained["params"] == "averaged"
-  fresh = Learner(Config(checkpoint_dir=str(tmp_path)))
-  fresh.save_checkpoint()
-  fresh.close()
+  learner_lib.build(Config(checkpoint_dir=str(tmp_path))).learner.save_checkpoint()
   assert evaluate.main([str(tmp_path), "--episodes", "50", "--policy", "sampled"]) == 0
   untrained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert untrained["mean"] < 100 and untrained["min"] <= untrained["mean"] <= untrained["max"]

@@ -12,10 +12,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from impala import actor as actor_lib
 from impala import healthcheck, testing
+from impala import learner as learner_lib
 from impala.actor import Session
 from impala.config import Config
-from impala.learner import Learner
-from impala.transport import codec, server
+from impala.transport import codec
 from impala.transport.client import LearnerClient
 from impala.transport.proto import impala_pb2 as pb
 
@@ -129,9 +129,10 @@ def test_malformed_uploads_are_rejected_and_the_server_keeps_serving(learner_ser
 
 
 def test_empty_and_oversize_uploads_get_precise_errors(small_config):
-  learner = Learner(dataclasses.replace(small_config, max_message_mb=1))
-  learner.start()
-  grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+  parts = learner_lib.build(dataclasses.replace(small_config, max_message_mb=1))
+  parts.start()
+  learner = parts.learner
+  grpc_server, port, _ = parts.serve(0, address="127.0.0.1")
   try:
     with pytest.raises(grpc.RpcError) as e:
       upload(port, b"")
@@ -144,7 +145,7 @@ def test_empty_and_oversize_uploads_get_precise_errors(small_config):
     assert learner.snapshot().accounting()["rejected"] == {"malformed": 1}
   finally:
     grpc_server.stop(grace=None).wait()
-    learner.close()
+    parts.close()
 
 
 def test_a_resent_unroll_is_counted_once_and_a_restarted_actor_starts_afresh(
@@ -179,9 +180,10 @@ def test_actor_started_before_the_learner_connects_and_trains(small_config):
 
   thread = threading.Thread(target=run_actor)
   thread.start()
-  learner = Learner(small_config)
-  learner.start()
-  grpc_server, _, _ = server.create_server(learner, port, address="127.0.0.1")
+  parts = learner_lib.build(small_config)
+  parts.start()
+  learner = parts.learner
+  grpc_server, _, _ = parts.serve(port, address="127.0.0.1")
   try:
     updates, deadline = 0, time.monotonic() + 60
     while updates < 3 and time.monotonic() < deadline:
@@ -194,14 +196,15 @@ def test_actor_started_before_the_learner_connects_and_trains(small_config):
   finally:
     stop.set()
     grpc_server.stop(grace=None).wait()
-    learner.close()
+    parts.close()
 
 
 def test_a_learner_that_falls_behind_slows_its_actors_down_and_loses_nothing():
   config = Config(num_envs=2, unroll_length=4, batch_size=1, queue_size=1, rpc_timeout=10.0)
-  learner = Learner(config)
-  learner.start()
-  grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+  parts = learner_lib.build(config)
+  parts.start()
+  learner = parts.learner
+  grpc_server, port, _ = parts.serve(0, address="127.0.0.1")
   actor = Session(Config(grpc_host=f"127.0.0.1:{port}", actor_id="busy", rpc_timeout=10.0))
   thread = threading.Thread(target=actor.run, args=(threading.Event(), 12))
   try:
@@ -221,15 +224,16 @@ def test_a_learner_that_falls_behind_slows_its_actors_down_and_loses_nothing():
     assert learner.snapshot().accepted == 12 and learner.snapshot().updates == 12  # nothing lost
   finally:
     grpc_server.stop(grace=None).wait()
-    learner.close()
+    parts.close()
 
 
 def test_an_upload_waiting_through_a_long_update_survives_the_actors_pings(small_config):
   """The learner holds the reply while its queue is full (here: no update for 10 s) and
   no data flows; an actor that pings every 2 s is not sent GOAWAY "too_many_pings"."""
-  learner = Learner(dataclasses.replace(small_config, queue_size=1))
-  learner.start()
-  grpc_server, port, _ = server.create_server(learner, 0, address="127.0.0.1")
+  parts = learner_lib.build(dataclasses.replace(small_config, queue_size=1))
+  parts.start()
+  learner = parts.learner
+  grpc_server, port, _ = parts.serve(0, address="127.0.0.1")
   client = client_for(port, keepalive_seconds=2.0)
   stream = client.upload_stream()
   unroll = testing.random_unroll(learner.spec)
@@ -247,7 +251,7 @@ def test_an_upload_waiting_through_a_long_update_survives_the_actors_pings(small
     stream.close()
     client.close()
     grpc_server.stop(grace=None).wait()
-    learner.close()
+    parts.close()
 
 
 def test_an_actor_stops_when_the_learners_run_has_ended(serve):

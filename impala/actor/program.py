@@ -33,7 +33,7 @@ def _die_with_parent():
     sys.exit(0)
 
 
-def run(config: config_lib.Config, given: frozenset = frozenset()) -> int:
+def run_actor(config: config_lib.Config, given: frozenset = frozenset()) -> int:
   """The actor program on `config` (see cli.actor); `given`: the settings given to it."""
   try:
     LearnerClient(config).close()  # reads the token and TLS files: a bad path fails here
@@ -49,12 +49,18 @@ def run(config: config_lib.Config, given: frozenset = frozenset()) -> int:
   _die_with_parent()
   stop, signalled = threading.Event(), []
 
+  def exit_now(signal_name: str):
+    # An RPC or an environment step holds the session past STOP_GRACE: neither can be
+    # interrupted, and the actor was told to stop, so the process exits without them.
+    log.info(session.final_line(f"{signal_name}, without waiting for the session"))
+    logging.shutdown()
+    os._exit(0)
+
   def on_signal(number, _):
     if not stop.is_set():
       signalled.append(signal.Signals(number).name)
       stop.set()
-      # An RPC or an environment step may hold the session: it gets STOP_GRACE s.
-      watchdog = threading.Timer(STOP_GRACE, _exit_now, (session, signal.Signals(number).name))
+      watchdog = threading.Timer(STOP_GRACE, exit_now, (signal.Signals(number).name,))
       watchdog.daemon = True
       watchdog.start()
 
@@ -74,9 +80,3 @@ def run(config: config_lib.Config, given: frozenset = frozenset()) -> int:
   why = f"the learner's run ended: {session.ended}" if session.ended else signalled[0]
   log.info(session.final_line(why))
   return 0
-
-
-def _exit_now(session: Session, signal_name: str):
-  log.info(session.final_line(f"{signal_name}, without waiting for the session"))
-  logging.shutdown()
-  os._exit(0)

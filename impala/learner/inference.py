@@ -180,6 +180,9 @@ class Inference:
     self.batches = self.requests = 0
     self._closed = threading.Event()
     self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+
+  def start(self):
+    """Starts the batching thread."""
     self._thread.start()
 
   def opened(self):

@@ -1,5 +1,6 @@
-"""The learner program (`python learner_server.py`, `impala-learner`): the gRPC server,
-the update loop, local actors, progress records and the stop conditions."""
+"""The learner program (`python learner_server.py`, `impala-learner`): the learner's parts
+served, the update loop until an exit (stopping.py), local actors, the run's views and its
+last lines."""
 
 from __future__ import annotations
 
@@ -13,18 +14,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
-from impala import algorithms, distributed, flags, metrics, presets, progress, rundir
 from impala import config as config_lib
-from impala.learner import batcher
+from impala import distributed, flags, metrics, presets, progress, rundir
+from impala import learner as learner_lib
+from impala.learner import batcher, saving, stopping
+from impala.learner.clock import Clock
 from impala.learner.learner import Learner, params_digest
 from impala.transport import server
 
 # Seconds between SIGTERM and SIGKILL for local actors.
 ACTOR_GRACE = 5.0
-# The stop reasons that end the run, which its actors are told (a signal stops the process
-# only: restarted, it resumes the run, and the actors reconnect).
-RUN_ENDS = ("stop_at_return", "max_frames", "max_seconds")
 
 
 def start_local_actors(count: int, port: int, run_id: str) -> list[subprocess.Popen]:
@@ -68,91 +69,123 @@ def save(learner: Learner, wait: bool, seconds: float) -> str | None:
     return None
 
 
-def report(learner: Learner, elapsed: float, since: tuple, console, run_log) -> tuple:
-  """Shows (and logs) the learner's figures; returns the new (time, frames, updates) mark."""
-  snapshot = learner.snapshot(metrics=True, wait=False)  # on the clock: never held up
-  rate = float(algorithms.learning_rate(learner.config)(snapshot.updates))
-  record = progress.record(snapshot, elapsed, since, rate, learner.activity)
-  console.show(record)
-  if run_log:
-    run_log.write(record)
-  return time.monotonic(), record["frames"], record["updates"]
-
-
-class Clock:
-  """The run's clock, on a thread of its own: a progress record every --log-every s
-  whatever the learner is doing (saying what it waits for), `out_of_time` once
-  --max-seconds have passed, and `overrun(reason[, status])` if the run has not stopped
-  GRACE s after that, or after a signal asked it to stop (`request`): an update or a
-  compilation holds the main thread. Its time goes on from the run's time before this
-  process (a resumed run); --max-seconds counts this process's."""
-
-  GRACE = 5.0
-
-  def __init__(self, config, started: float, learner: Learner, console, run_log, overrun):
-    self.out_of_time = threading.Event()
-    self.requested = threading.Event()  # a signal asked the run to stop
-    self.reason = ("terminated", 0)  # and for what: (stop reason, exit status)
-    self._config, self._started, self._learner = config, started, learner
-    self._offset = learner.seconds_before
-    self._console, self._run_log, self._overrun = console, run_log, overrun
-    first = learner.snapshot()
-    self._mark = (time.monotonic(), first.frames, first.updates)
-    self._lock = threading.Lock()  # one record at a time
-    self._stopped = threading.Event()
-    self._thread = threading.Thread(target=self._run, name="clock", daemon=True)
-    self._thread.start()
-
-  def request(self, reason: str, status: int):
-    """A stop asked for by a signal (called from the handler)."""
-    if not self.requested.is_set():
-      self.reason, self._requested_at = (reason, status), time.monotonic()
-      self.requested.set()
-
-  def elapsed(self) -> float:
-    """The run's seconds so far."""
-    return self._offset + time.monotonic() - self._started
-
-  def report(self):
-    with self._lock:
-      self._mark = report(self._learner, self.elapsed(), self._mark, self._console, self._run_log)
-
-  def stop(self):
-    self._stopped.set()
-
-  def _run(self):
-    limit = self._config.max_seconds
-    deadline = self._started + limit if limit else math.inf
-    next_record = time.monotonic() + self._config.log_every
-    while not self._stopped.wait(max(0.0, min(next_record - time.monotonic(), 0.5))):
-      now = time.monotonic()
-      if now >= next_record:
-        self.report()
-        next_record = max(next_record + self._config.log_every, now)
-      if now >= deadline:
-        self.out_of_time.set()
-      if now >= deadline + self.GRACE:
-        return self._overrun("max_seconds")
-      if self.requested.is_set() and now >= self._requested_at + self.GRACE:
-        return self._overrun(*self.reason)
-
-
-def train(
-  config: config_lib.Config, started: float, resources: contextlib.ExitStack
-) -> tuple[dict, int]:
-  """Runs the learner until a stop condition; returns the summary and the exit status.
-  What must outlive the run (the /metrics server) is left on `resources`.
+class Training:
+  """One run of the learner program: its parts composed and served, its local actors, its
+  views (console, progress.jsonl, TensorBoard, /metrics) and the update loop, until an
+  exit of stopping.RULES (or a held exit, taken by the clock's thread).
 
   Several learners stop together, after the same update: on the mean return over all of
   them, or when any one of them is out of time or terminated. A learner alone that an
-  update or a compilation holds past --max-seconds stops from its clock's thread, with
-  the newest update computed, and exits.
+  update or a compilation holds past --max-seconds (or a signal) stops from its clock's
+  thread, with the newest update computed, and `end_process` ends the process.
   """
-  config = rundir.resolve(config)
-  distributed.initialize(config)
-  learner = Learner(config)
-  rundir.create(config)
-  leader = learner.index == 0  # writes the checkpoints
+
+  def __init__(self, config, started: float, resources: contextlib.ExitStack, end_process):
+    config = rundir.resolve(config)
+    distributed.initialize(config)
+    self.config, self.parts = config, learner_lib.build(config)
+    self.learner = learner = self.parts.learner
+    rundir.create(config)
+    self.leader = learner.index == 0  # writes the checkpoints
+    self._end_process = end_process
+    if config.metrics_port:
+      exporter = resources.enter_context(
+        contextlib.closing(metrics.serve(metrics.LearnerCollector(learner), config.metrics_port))
+      )
+      print(f"metrics on http://localhost:{exporter.port}/metrics", file=sys.stderr, flush=True)
+    self.servers, port, self.health = self.parts.serve(config.port)
+    self.parts.actors.connect_learners(config.advertise_address or f"{socket.getfqdn()}:{port}")
+    announce(learner, config, port)
+    self.parts.start()
+    self.children = start_local_actors(config.local_actors, port, learner.run_id)
+    self.console = progress.Console()
+    if self.console.live:  # log records go above the live line
+      for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+          handler.setStream(self.console)
+          resources.callback(handler.setStream, sys.stderr)
+    self.run_log = progress.RunLog(config.logdir, hparams(config))
+    self.rules = stopping.Rules(config, learner.num_learners)
+    self.clock = Clock(config, started, learner, self.console, self.run_log)
+    self._finishing = threading.Lock()  # the stop runs once: on the main thread or the clock's
+    self._finished = threading.Event()
+    self._result = None
+    if threading.current_thread() is threading.main_thread():
+      # Signals are votes to stop, so that they hold even while an update or compilation runs.
+      for sig, exit in stopping.SIGNALS.items():
+        previous = signal.signal(sig, lambda *_, exit=exit: self.clock.request(exit))
+        resources.callback(signal.signal, sig, previous)
+
+  def run(self) -> tuple[dict, int]:
+    """Trains until an exit; returns the summary and the exit status."""
+    self.clock.start(self._held)
+    exit = stopping.INTERRUPTED
+    try:
+      exit = self._loop()
+    except KeyboardInterrupt:
+      pass
+    finally:
+      self.clock.stop()
+      if self._finishing.acquire(blocking=False):
+        self._result = (self._finish(exit), exit.status)
+      else:  # the clock's thread is stopping the run
+        self._finished.wait()
+    return self._result
+
+  def _loop(self) -> stopping.Exit:
+    learner, clock, config = self.learner, self.clock, self.config
+    learner.activity = "compiling"
+    learner.compile()
+    last_checkpoint = time.monotonic()
+    while True:
+      learner.step(terminate=clock.requested.is_set(), out_of_time=clock.out_of_time.is_set())
+      now = time.monotonic()
+      if self.leader and now - last_checkpoint >= config.checkpoint_every:
+        save(learner, True, clock.elapsed())
+        last_checkpoint = now
+      signalled = clock.signalled or stopping.TERMINATED
+      exit = self.rules.after_update(stopping.Moment(learner.votes(), learner.frames, signalled))
+      if exit is not None:
+        return exit
+
+  def _held(self, signalled: stopping.Exit | None):
+    """On the clock's thread: an update or a compilation holds the main thread past the
+    time cap or a signal's grace. The run is over: finished here, and the process ended."""
+    if self.learner.num_learners == 1 and self._finishing.acquire(blocking=False):
+      exit = self.rules.held(signalled)
+      self._result = (self._finish(exit), exit.status)
+      print(progress.dumps(self._result[0]), flush=True)
+      sys.stderr.flush()
+      self._end_process(exit.status)
+
+  def _finish(self, exit: stopping.Exit) -> dict:
+    """Stops serving and acting; the last checkpoint, progress record and summary."""
+    learner, config, clock = self.learner, self.config, self.clock
+    # NOT_SERVING first (probes and load balancers stop sending), then no new unrolls.
+    # Then, if the run is over (not a stopped process, which may resume), uploads are
+    # answered so (actors stop), and none is taken.
+    self.health.enter_graceful_shutdown()
+    learner.ended = exit.reason if exit.reason in stopping.RUN_ENDS else ""
+    stop_processes(self.children)
+    self.parts.close()
+    self.servers.stop(grace=1.0).wait()
+    learner.finish_update(timeout=Clock.GRACE)  # else: what the newest computed update holds
+    seconds = clock.elapsed()
+    final_checkpoint = save(learner, False, seconds) if self.leader else None
+    model = save_model(learner, seconds) if self.leader else None
+    clock.report()  # the figures at the stop: curves end where the run did
+    self.console.close()
+    self.run_log.close()
+    digest = params_digest(learner.state(wait=False).params)
+    result = summary(learner.snapshot(), seconds, exit.reason, final_checkpoint, digest)
+    result.update(run_dir=config.run_dir, model=model)
+    print(ending(result, config), file=sys.stderr, flush=True)
+    self._finished.set()
+    return result
+
+
+def announce(learner: Learner, config: config_lib.Config, port: int):
+  """The learner's first lines: where it resumed from, where it serves, its settings."""
   first = learner.snapshot()
   if first.updates:  # several learners: all resume from learner 0's checkpoint
     where = f" from {learner.restored_from}" if learner.restored_from else ""
@@ -161,13 +194,6 @@ def train(
       file=sys.stderr,
       flush=True,
     )
-  if config.metrics_port:
-    exporter = resources.enter_context(
-      contextlib.closing(metrics.serve(metrics.LearnerCollector(learner), config.metrics_port))
-    )
-    print(f"metrics on http://localhost:{exporter.port}/metrics", file=sys.stderr, flush=True)
-  grpc_server, port, health = server.create_server(learner, config.port)
-  learner.actors.connect_learners(config.advertise_address or f"{socket.getfqdn()}:{port}")
   team = f"learner {learner.index} of {learner.num_learners} " if learner.num_learners > 1 else ""
   print(
     f"{team}learner serving on port {port} (run {learner.run_id}); "
@@ -178,98 +204,23 @@ def train(
   described = presets.describe(rundir.recorded(config))  # its own folders are said below
   print(f"preset {config.preset or '(none)'}; {described}", file=sys.stderr)
   print(f"run directory {config.run_dir}", file=sys.stderr, flush=True)
-  learner.start()
-  children = start_local_actors(config.local_actors, port, learner.run_id)
-  console = progress.Console()
-  if console.live:  # log records go above the live line
-    for handler in logging.getLogger().handlers:
-      if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
-        handler.setStream(console)
-        resources.callback(handler.setStream, sys.stderr)
-  run_log = progress.RunLog(config.logdir, hparams(config))
-  target = config.stop_at_return
-  missed = 1 if not math.isnan(target) else 0  # a cap came before the target return
-  finishing = threading.Lock()  # the stop runs once: on this thread, or on the clock's
 
-  def finish(reason: str) -> dict:
-    """Stops serving and acting; the last checkpoint, progress record and summary."""
-    # NOT_SERVING first (probes and load balancers stop sending), then no new unrolls.
-    # Then, if the run is over (not a stopped process, which may resume), uploads are
-    # answered so (actors stop), and none is taken.
-    health.enter_graceful_shutdown()
-    learner.ended = reason if reason in RUN_ENDS else ""
-    stop_processes(children)
-    learner.close()
-    grpc_server.stop(grace=1.0).wait()
-    learner.finish_update(timeout=Clock.GRACE)  # else: what the newest computed update holds
-    seconds = clock.elapsed()
-    final_checkpoint = save(learner, False, seconds) if leader else None
-    model = save_model(learner, seconds) if leader else None
-    clock.report()  # the figures at the stop: curves end where the run did
-    console.close()
-    run_log.close()
-    result = summary(
-      learner.snapshot(),
-      seconds,
-      reason,
-      final_checkpoint,
-      params_digest(learner.state(wait=False).params),
-    )
-    result.update(run_dir=config.run_dir, model=model)
-    print(ending(result, config), file=sys.stderr, flush=True)
-    return result
 
-  def overrun(reason: str, status: int = missed):
-    if learner.num_learners == 1 and finishing.acquire(blocking=False):
-      print(progress.dumps(finish(reason)), flush=True)
-      sys.stderr.flush()
-      os._exit(status)  # the update in flight cannot be interrupted; the run is over
-
-  clock = Clock(config, started, learner, console, run_log, overrun)
-  # SIGTERM (docker stop, Kubernetes): a clean stop, status 0; Ctrl-C: status 130. Both
-  # are votes to stop, so that they hold even while an update or compilation runs.
-  if threading.current_thread() is threading.main_thread():
-    for sig, why in ((signal.SIGTERM, ("terminated", 0)), (signal.SIGINT, ("interrupted", 130))):
-      previous = signal.signal(sig, lambda *_, why=why: clock.request(*why))
-      resources.callback(signal.signal, sig, previous)
-  learner.activity = "compiling"
-  reason, status = "interrupted", 130
-  try:
-    learner.compile()
-    last_checkpoint = time.monotonic()
-    while True:
-      learner.step(terminate=clock.requested.is_set(), out_of_time=clock.out_of_time.is_set())
-      now = time.monotonic()
-      if leader and now - last_checkpoint >= config.checkpoint_every:
-        save(learner, True, clock.elapsed())
-        last_checkpoint = now
-      # Decided on what all learners agreed on in the update (one learner: its own figures).
-      votes = learner.votes()
-      if votes.return_count >= 100 * learner.num_learners and votes.return_mean() >= target:
-        reason, status = "stop_at_return", 0
-      elif votes.terminate:  # this learner's signal, or (several learners) another's
-        reason, status = clock.reason
-      elif config.max_frames and learner.frames >= config.max_frames:
-        reason, status = "max_frames", missed
-      elif votes.out_of_time:
-        reason, status = "max_seconds", missed
-      else:
-        continue
-      break
-  except KeyboardInterrupt:
-    pass
-  finally:
-    clock.stop()
-    if not finishing.acquire(blocking=False):  # the clock's thread is stopping the run
-      threading.Event().wait()
-    result = finish(reason)
-  return result, status
+def train(
+  config: config_lib.Config,
+  started: float,
+  resources: contextlib.ExitStack,
+  end_process: Callable[[int], None] = lambda status: None,
+) -> tuple[dict, int]:
+  """Runs the learner until an exit; returns the summary and the exit status. What must
+  outlive the run (the /metrics server) is left on `resources`."""
+  return Training(config, started, resources, end_process).run()
 
 
 def save_model(learner: Learner, seconds: float) -> str | None:
   """Writes the final model; a failure is said, not fatal."""
   try:
-    return learner.save_model(os.path.join(learner.config.run_dir, rundir.MODEL), seconds)
+    return saving.model(learner, os.path.join(learner.config.run_dir, rundir.MODEL), seconds)
   except OSError as e:
     print(f"learner: final model not written: {e}", file=sys.stderr, flush=True)
     return None
@@ -319,8 +270,15 @@ def summary(s, seconds: float, reason: str, checkpoint: str | None, digest: str)
   )
 
 
-def run(config: config_lib.Config, started: float) -> int:
+def run_learner(config: config_lib.Config, started: float) -> int:
   """The learner program on `config` (see cli.learner); its exit status."""
+
+  def end_process(status: int):
+    # The clock's thread has finished a run that an update or a compilation holds on the
+    # main thread: neither can be interrupted, and the run is over, so the process exits
+    # without waiting for them.
+    os._exit(status)
+
   try:
     logging.basicConfig(format="%(asctime)s learner %(message)s")
     logging.getLogger("impala").setLevel(logging.INFO)
@@ -328,7 +286,7 @@ def run(config: config_lib.Config, started: float) -> int:
       handler.addFilter(progress.RateLimit())
     batcher.keep_freed_memory()
     with contextlib.ExitStack() as resources:
-      result, status = train(config, started, resources)
+      result, status = train(config, started, resources, end_process)
   except (config_lib.ConfigError, server.BindError) as e:
     print(f"learner_server.py: error: {e}", file=sys.stderr)
     return 2

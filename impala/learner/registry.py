@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from impala import distributed
+from impala.transport.port import NotReady
 
 CONNECTED_WITHIN = 10.0  # seconds: an actor heard from this recently counts as connected
 # What the learner remembers of actors: the newest MAX_ACTORS, each for FORGET_AFTER s
@@ -52,10 +53,6 @@ class Recent:
 
   def __len__(self):
     return len(self._items)
-
-
-class NotReady(RuntimeError):
-  """Learner 0 cannot assign actors yet: the other learners are still starting."""
 
 
 class ActorRegistry:

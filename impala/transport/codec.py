@@ -248,10 +248,10 @@ def decode_weights(raw: bytes) -> tuple[int, dict] | None:
 # --- Handshake --------------------------------------------------------------------------
 
 
-def encode_setup(config: Config, run_id: str, actor_index: int, seed: int) -> pb.Setup:
+def encode_setup(run_settings: dict, run_id: str, actor_index: int, seed: int) -> pb.Setup:
   settings = {
     name: json.dumps(value) if isinstance(value, dict) else value
-    for name, value in config.run_settings().items()
+    for name, value in run_settings.items()
   }
   return pb.Setup(
     protocol_version=PROTOCOL_VERSION,

@@ -1,35 +1,32 @@
-"""The learner's gRPC service: protobuf in, arrays to the Learner, bytes out.
+"""The learner's gRPC service: protobuf in, arrays to the learner's port, bytes out.
 
 Bad input is answered with a precise status and message and never reaches the
 update: INVALID_ARGUMENT for a malformed request, unroll or step (it ends that actor's
 stream), FAILED_PRECONDITION for a protocol mismatch, UNAUTHENTICATED for a
 call without the run's token, RESOURCE_EXHAUSTED for an upload stream over the
 limits. Upload and Act streams are bounded together (Streams), so that Hello,
-GetWeights and health checks always have threads of their own. Act streams share one
-batched policy (learner/inference.py). TLS (optionally mutual) is configured from
-files.
+GetWeights and health checks always have threads of their own. TLS (optionally
+mutual) is configured from files. The server sees the learner through a `Port` alone.
 """
 
 from __future__ import annotations
 
-import collections
 import hmac
-import itertools
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from impala import specs
-from impala.learner import Learner, NotReady
-from impala.learner.inference import Assembly, Inference
+from impala.config import Config
 from impala.transport import codec
 from impala.transport.credentials import bearer, channel_options, server_credentials
+from impala.transport.port import NotReady, Port
 from impala.transport.proto import impala_pb2 as pb
+from impala.transport.streams import Streams
 
 log = logging.getLogger("impala.learner")
 
@@ -37,95 +34,15 @@ HEALTH_PREFIX = "/grpc.health.v1.Health/"
 UNARY_THREADS = 16  # the server's threads that upload streams cannot take
 
 
-class Streams:
-  """The upload streams being served: at most `limit` at once, `per_actor` for one actor
-  id, and each closed once it has waited `idle_timeout` s for its next unroll (a stream
-  that sends nothing would hold its thread for good). `on_full(full)` is told, under the
-  lock, when the streams reach and leave `limit`."""
-
-  def __init__(self, limit: int, per_actor: int, idle_timeout: float, on_full: Callable):
-    self.limit, self.per_actor, self.idle_timeout = limit, per_actor, idle_timeout
-    self._on_full = on_full
-    self._lock = threading.Lock()
-    self._open: dict[int, list] = {}  # key -> [context, waiting since or None, actor id]
-    self._by_actor: collections.Counter = collections.Counter()
-    self._keys = itertools.count()
-    self._closed = threading.Event()
-    threading.Thread(target=self._close_idle, name="idle-streams", daemon=True).start()
-
-  def open(self, context) -> int | None:
-    """The new stream's key, or None when `limit` streams are open."""
-    with self._lock:
-      if len(self._open) >= self.limit:
-        return None
-      key = next(self._keys)
-      self._open[key] = [context, time.monotonic(), None]
-      if len(self._open) == self.limit:
-        self._on_full(True)
-    return key
-
-  def receive(self, key: int, requests: Iterator[bytes]) -> Iterator[bytes]:
-    """The stream's requests; ends when the client ends it or the stream is closed."""
-    entry = self._open[key]
-    while True:
-      entry[1] = time.monotonic()
-      try:
-        raw = next(requests)
-      except (StopIteration, grpc.RpcError):  # ended, cancelled (idle), or disconnected
-        return
-      entry[1] = None
-      yield raw
-
-  def identify(self, key: int, actor_id: str) -> str | None:
-    """Names the actor that sends on the stream; returns the actor that the stream is
-    already another's, or "" if `actor_id` holds `per_actor` streams already."""
-    with self._lock:
-      entry = self._open[key]
-      if entry[2] == actor_id:
-        return None
-      if entry[2] is not None:
-        return entry[2]
-      if self._by_actor[actor_id] >= self.per_actor:
-        return ""
-      entry[2] = actor_id
-      self._by_actor[actor_id] += 1
-      return None
-
-  def close(self, key: int):
-    with self._lock:
-      if len(self._open) == self.limit:
-        self._on_full(False)
-      actor = self._open.pop(key)[2]
-      if actor is not None:
-        self._by_actor[actor] -= 1
-        if not self._by_actor[actor]:
-          del self._by_actor[actor]
-
-  def stop(self):
-    self._closed.set()
-
-  def _close_idle(self):
-    while not self._closed.wait(min(1.0, self.idle_timeout / 4)):
-      now = time.monotonic()
-      with self._lock:
-        idle = [
-          e for e in self._open.values() if e[1] is not None and now - e[1] > self.idle_timeout
-        ]
-      for context, _, actor in idle:
-        who = f"of actor {actor}" if actor else "that sent nothing"
-        log.info("closed an upload stream %s: idle for %.0f s", who, self.idle_timeout)
-        context.cancel()
-
-
 class BindError(OSError):
   """The server could not listen on its address."""
 
 
 class LearnerService:
-  """Implements the Learner service on top of a `Learner`."""
+  """Implements the Learner service on top of a `Port`."""
 
-  def __init__(self, learner: Learner, streams: Streams, inference: Inference):
-    self.learner, self.streams, self.inference = learner, streams, inference
+  def __init__(self, port: Port, streams: Streams):
+    self.port, self.streams = port, streams
     self._weights_lock = threading.Lock()
     self._weights = (0, b"")  # (version, serialized Weights): each version serialized once
 
@@ -142,18 +59,18 @@ class LearnerService:
     except codec.DecodeError as e:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
     try:
-      index, seed, elsewhere = self.learner.actors.hello(request.actor_id)
+      index, seed, elsewhere = self.port.hello(request.actor_id)
     except NotReady as e:  # the actor retries
       context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
     if elsewhere:
       log.info("actor %s sent to learner %s", request.actor_id, elsewhere)
       return pb.Setup(
         protocol_version=codec.PROTOCOL_VERSION,
-        run_id=self.learner.run_id,
+        run_id=self.port.run_id,
         learner_address=elsewhere,
       )
     log.info("actor %s connected (index %d)", request.actor_id, index)
-    return codec.encode_setup(self.learner.config, self.learner.run_id, index, seed)
+    return codec.encode_setup(self.port.settings(), self.port.run_id, index, seed)
 
   def Upload(self, requests: Iterator[bytes], context) -> Iterator[pb.UploadReply]:
     """One actor's stream of serialized unrolls (the request deserializer is the identity:
@@ -161,61 +78,59 @@ class LearnerService:
     key = self._open(context)
     try:
       for raw in self.streams.receive(key, requests):
-        if self.learner.ended:  # the run is over: the actor stops (or waits for the next)
-          yield pb.UploadReply(learner_version=self.learner.version, run_ended=self.learner.ended)
+        if self.port.ended():  # the run is over: the actor stops (or waits for the next)
+          yield self._upload_reply()
           return
         try:
           unroll, info = codec.decode_unroll(raw)
         except codec.DecodeError as e:
-          self.learner.intake.reject("malformed")
+          self.port.reject("malformed")
           context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         self._identify(key, info.actor_id, context)
-        if not self._enqueue(unroll, info, context):
-          if self.learner.ended:
-            yield pb.UploadReply(learner_version=self.learner.version, run_ended=self.learner.ended)
+        if not self._admit(unroll, info, context):
+          if self.port.ended():
+            yield self._upload_reply()
           return
-        yield pb.UploadReply(learner_version=self.learner.version)  # also for a dropped one
+        yield pb.UploadReply(learner_version=self.port.version())  # also for a dropped one
     finally:
       self.streams.close(key)
+
+  def _upload_reply(self) -> pb.UploadReply:
+    """The reply that tells the actor that the run ended (its unroll is not taken)."""
+    return pb.UploadReply(learner_version=self.port.version(), run_ended=self.port.ended())
 
   def Act(self, requests: Iterator[bytes], context) -> Iterator[bytes]:
     """One actor's stream of steps (learner-side inference): the actions for each, once the
     policy has run on it; the unrolls the steps make go to the intake."""
     key = self._open(context)
-    assembly = None
-    self.inference.opened()
+    steps = None
     try:
       for raw in self.streams.receive(key, requests):
-        if self.learner.ended:
-          yield codec.encode_run_ended(self.learner.ended)
+        if self.port.ended():
+          yield codec.encode_run_ended(self.port.ended())
           return
         try:
           step = codec.decode_observations(raw)
         except codec.DecodeError as e:
-          self.learner.intake.reject("malformed")
+          self.port.reject("malformed")
           context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         self._identify(key, step.actor_id, context)
         try:
-          if assembly is None:
-            learner = self.learner
-            assembly = Assembly(
-              learner.spec, learner.env.frame_stack, learner.config.max_abs_input, step
-            )
-          completed = assembly.observe(step)
+          if steps is None:
+            steps = self.port.open_steps(step)
+          completed = steps.observe(step)
         except specs.InvalidUnroll as e:
-          self.learner.intake.reject(e.reason)
+          self.port.reject(e.reason)
           context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        if completed is not None and not self._enqueue(*completed, context):
-          if self.learner.ended:
-            yield codec.encode_run_ended(self.learner.ended)
+        if completed is not None and not self._admit(*completed, context):
+          if self.port.ended():
+            yield codec.encode_run_ended(self.port.ended())
           return
-        if not self.inference.act(assembly, context.is_active):
+        if not self.port.act(steps, context.is_active):
           return
-        yield codec.encode_actions(assembly.actions)
+        yield codec.encode_actions(steps.actions)
     finally:
-      self.inference.closed()
-      if assembly is not None and assembly.unfinished:
-        self.learner.intake.count_unfinished()
+      self.port.close_steps(steps)
       self.streams.close(key)
 
   def _open(self, context) -> int:
@@ -231,7 +146,7 @@ class LearnerService:
   def _identify(self, key: int, actor_id: str, context):
     owner = self.streams.identify(key, actor_id)
     if owner:
-      self.learner.intake.reject("wrong_actor")
+      self.port.reject("wrong_actor")
       context.abort(
         grpc.StatusCode.INVALID_ARGUMENT,
         f"actor_id: {actor_id!r} on the stream of {owner!r} (one actor id sends on one stream)",
@@ -243,23 +158,22 @@ class LearnerService:
         "open (--max-streams-per-actor)",
       )
 
-  def _enqueue(self, unroll, info: specs.UnrollInfo, context) -> bool:
+  def _admit(self, unroll, info: specs.UnrollInfo, context) -> bool:
     """Queues an unroll (or refuses it, ending the stream); False if it was abandoned: the
     actor went away or the learner is stopping."""
     try:
-      outcome = self.learner.intake.enqueue(unroll, info, keep_waiting=context.is_active)
+      return self.port.admit(unroll, info, context.is_active)
     except specs.InvalidUnroll as e:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-    return outcome is not None
 
   def GetWeights(self, raw: bytes, context) -> bytes:
     """Returns serialized bytes (the response serializer is the identity), made once per version."""
     request = _parse(pb.WeightsRequest, raw, context)
-    if request.have_version == self.learner.version:
+    if request.have_version == self.port.version():
       return codec.NOT_MODIFIED
     with self._weights_lock:
-      version, params = self.learner.params_for_actor()
-      if self._weights[0] != version:
+      if self._weights[0] != self.port.version():
+        version, params = self.port.weights()  # waits for the update in flight
         self._weights = (version, codec.encode_weights(version, params))
       return self._weights[1]
 
@@ -299,12 +213,11 @@ class TokenCheck(grpc.ServerInterceptor):
 class Servers:
   """The learner's server and, with --health-port, the plaintext health-only one."""
 
-  def __init__(self, streams: Streams, inference: Inference, *servers: grpc.Server):
-    self.streams, self.inference, self._servers = streams, inference, servers
+  def __init__(self, streams: Streams, *servers: grpc.Server):
+    self.streams, self._servers = streams, servers
 
   def stop(self, grace: float | None) -> threading.Event:
     self.streams.stop()
-    self.inference.stop()
     events = [server.stop(grace) for server in self._servers]
     for event in events[1:]:
       event.wait()
@@ -325,15 +238,15 @@ def _listen(server: grpc.Server, address: str, port: int, credentials, flag: str
 
 
 def create_server(
-  learner: Learner, port: int, address: str = "[::]"
+  port: Port, config: Config, number: int, address: str = "[::]"
 ) -> tuple[Servers, int, health.HealthServicer]:
-  """Started servers; returns them, the port bound (useful with port 0) and the health servicer.
+  """Started servers of `port` on port `number`; returns them, the port bound (useful with
+  port 0) and the health servicer.
 
   Every upload stream holds one of the threads; UNARY_THREADS more serve the rest. The
   health of the service (impala.v1.Learner) says NOT_SERVING while the upload streams
   are at their limit; the server's overall health ("") says whether it runs.
   """
-  config = learner.config
   health_servicer = health.HealthServicer()
 
   def on_full(full: bool):
@@ -345,15 +258,14 @@ def create_server(
   streams = Streams(
     config.max_upload_streams, config.max_streams_per_actor, config.stream_idle_timeout, on_full
   )
-  inference = Inference(config, learner.network, learner.acting_params)
-  service = LearnerService(learner, streams, inference)
+  service = LearnerService(port, streams)
   token = config.token()
   if not token:
-    log.info("no auth token: any client that reaches port %d may upload", port)
+    log.info("no auth token: any client that reaches port %d may upload", number)
   server = grpc.server(
     futures.ThreadPoolExecutor(max_workers=config.max_upload_streams + UNARY_THREADS),
     options=channel_options(config, server=True),
-    interceptors=[TokenCheck(token, learner.intake.count_unauthenticated)] if token else [],
+    interceptors=[TokenCheck(token, port.refused)] if token else [],
   )
   # None (de)serializers pass bytes through: codec parses requests and unrolls, and
   # makes weights, itself (garbage gets INVALID_ARGUMENT, not INTERNAL).
@@ -369,15 +281,16 @@ def create_server(
     [grpc.method_handlers_generic_handler(codec.SERVICE_NAME, handlers)]
   )
   health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-  bound = _listen(server, address, port, server_credentials(config), "--port")
+  bound = _listen(server, address, number, server_credentials(config), "--port")
   servers = [server]
   if config.health_port:  # Kubernetes' gRPC probes speak neither TLS nor tokens
     probes = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probes)
     _listen(probes, address, config.health_port, None, "--health-port")
     servers.append(probes)
+  streams.start()
   for s in servers:
     s.start()
   for name in ("", codec.SERVICE_NAME):
     health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-  return Servers(streams, inference, *servers), bound, health_servicer
+  return Servers(streams, *servers), bound, health_servicer
