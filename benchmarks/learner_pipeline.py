@@ -12,7 +12,7 @@ import time
 import jax
 
 from benchmarks import common, ingest
-from impala import algorithms, distributed, environments, losses, networks, specs
+from impala import algorithms, distributed, environments, networks, specs
 from impala.config import Config
 
 ACTORS, WARMUP, WINDOW = 2, 3.0, 6.0
@@ -26,12 +26,14 @@ def seconds_per_update(config: Config, updates: int) -> float:
   network = networks.for_run(config, spec)
   optimizer = algorithms.make_optimizer(config)
   mesh = distributed.make_mesh()
-  sgd_step = algorithms.make_sgd_step(losses.make(config, network.unroll), optimizer, mesh)
+  sgd_step = algorithms.make_sgd_step(
+    algorithms.loss_for_run(config, network.unroll), optimizer, mesh
+  )
   params = distributed.local(network.init(jax.random.PRNGKey(0)))
   state = distributed.replicate(mesh, algorithms.initial_state(params, optimizer))
   zeros = specs.UnrollSpec.for_run(config, spec).zeros(config.num_envs * config.batch_size)
   batch = distributed.shard_batch(mesh, zeros)
-  control = distributed.per_device(mesh, algorithms.WITH_A_BATCH.row())
+  control = distributed.per_device(mesh, distributed.WITH_A_BATCH.row())
   state = jax.block_until_ready(sgd_step(state, batch, control))[0]  # compiles
   start = time.perf_counter()
   for _ in range(updates):

@@ -9,7 +9,6 @@ own unrolls; `apply_step` applies each as it comes. Both updates have one signat
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -23,7 +22,6 @@ from jax.sharding import PartitionSpec as P
 
 from impala import distributed, losses, networks, specs
 from impala.config import Config
-from impala.learner import episodes
 
 
 class TrainingState(NamedTuple):
@@ -79,32 +77,6 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
       eps=config.rmsprop_eps,
     ),
   )
-
-
-class Control(NamedTuple):
-  """What each learner adds to every update. The update returns the sum over learners,
-  so every learner takes the same decisions (versions, frames, stopping) after it."""
-
-  weight: float = 0.0  # 1 when this learner brought a batch
-  return_sum: float = 0.0  # of its last 100 episode returns
-  return_count: float = 0.0
-  terminate: float = 0.0  # its votes to stop
-  out_of_time: float = 0.0
-
-  def return_mean(self) -> float:
-    """Mean of the returns the learners brought; NaN when there are none."""
-    return self.return_sum / self.return_count if self.return_count else math.nan
-
-  def row(self) -> np.ndarray:
-    return np.array(self, np.float32)
-
-  @classmethod
-  def of_row(cls, row) -> Control:
-    return cls(*(float(x) for x in row))
-
-
-WITH_A_BATCH = Control(weight=1.0)  # what a learner alone brings to each of its updates
-_WEIGHT = Control._fields.index("weight")
 
 
 def make_apply(optimizer: optax.GradientTransformation, average_decay: float) -> Callable:
@@ -168,13 +140,15 @@ def make_sgd_step(
   apply = make_apply(optimizer, average_decay)
 
   def sgd(state: TrainingState, batch: specs.Unroll, row: jax.Array):
-    weight = row[_WEIGHT]
+    weight = row[distributed.WEIGHT]
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
     # One all-reduce of everything, as one vector: each is a round trip between learners.
     contribution = jax.tree.map(lambda x: jnp.where(weight > 0, x, 0.0), (grads, metrics))
     flat, unflatten = jax.flatten_util.ravel_pytree((contribution, row))
     (grads, metrics), totals = unflatten(jax.lax.psum(flat, distributed.AXIS))
-    shares = totals[_WEIGHT]  # devices that took a gradient: each of the mean over its part
+    shares = totals[
+      distributed.WEIGHT
+    ]  # devices that took a gradient: each of the mean over its part
     grads, metrics = jax.tree.map(lambda x: x / jnp.maximum(shares, 1.0), (grads, metrics))
     new, applied = apply(state, grads, metrics)
     state = jax.tree.map(lambda n, o: jnp.where(shares > 0, n, o), new, state)
@@ -184,20 +158,9 @@ def make_sgd_step(
   def step(state: TrainingState, batch: specs.Unroll, control: jax.Array):
     if epochs == minibatches == 1:
       state, metrics, totals = sgd(state, batch, control[0])
-      return state, metrics, totals / devices_per_learner
-    parts = split(batch, minibatches)
-
-    def one_pass(state, _):
-      def one_part(state, part):
-        state, metrics, totals = sgd(state, part, control[0])
-        return state, (metrics, totals)
-
-      # Unrolled: XLA:CPU runs a convolution inside a loop 4x slower than outside one.
-      return jax.lax.scan(one_part, state, parts, unroll=True)
-
-    state, (metrics, totals) = jax.lax.scan(one_pass, state, None, length=epochs, unroll=True)
-    metrics = jax.tree.map(jnp.mean, metrics)
-    return state, metrics, totals[-1, -1] / devices_per_learner
+    else:
+      state, metrics, totals = _passes(sgd, state, batch, control[0], epochs, minibatches)
+    return state, metrics, totals / devices_per_learner
 
   # check_vma=False: rlax's V-trace scan does not mark its carry as varying across the
   # mesh; the outputs are replicated all the same (psums, and updates computed from them).
@@ -210,6 +173,23 @@ def make_sgd_step(
       check_vma=False,
     )
   )
+
+
+def _passes(sgd: Callable, state, batch: specs.Unroll, row, epochs: int, minibatches: int):
+  """`epochs` passes of `sgd` over the batch, each in `minibatches` parts; the metrics are
+  their mean, the totals the last step's."""
+  parts = split(batch, minibatches)
+
+  def one_pass(state, _):
+    def one_part(state, part):
+      state, metrics, totals = sgd(state, part, row)
+      return state, (metrics, totals)
+
+    # Unrolled: XLA:CPU runs a convolution inside a loop 4x slower than outside one.
+    return jax.lax.scan(one_part, state, parts, unroll=True)
+
+  state, (metrics, totals) = jax.lax.scan(one_pass, state, None, length=epochs, unroll=True)
+  return state, jax.tree.map(jnp.mean, metrics), totals[-1, -1]
 
 
 def split(batch: specs.Unroll, parts: int) -> specs.Unroll:
@@ -226,7 +206,7 @@ def split(batch: specs.Unroll, parts: int) -> specs.Unroll:
 
 
 class Algorithm(NamedTuple):
-  """How one algorithm learns, as the learner uses it."""
+  """How one algorithm learns, as the learner uses it: its loss inside its update."""
 
   name: str
   unrolls_per_update: int  # uploads that make one update's input
@@ -237,13 +217,21 @@ class Algorithm(NamedTuple):
   update: Callable  # jitted (state, input, control) -> (state, metrics, totals)
 
 
+def loss_for_run(config: Config, unroll_fn: Callable) -> Callable:
+  """The loss of the configured algorithm (losses.py), of the network's `unroll_fn`."""
+  costs = losses.costs(config)
+  if config.algorithm == "appo":
+    return losses.appo_loss(unroll_fn, ppo_clip=config.ppo_clip, **costs)
+  return {"impala": losses.impala_loss, "a3c": losses.a3c_loss}[config.algorithm](
+    unroll_fn, **costs
+  )
+
+
 def for_run(
   config: Config, network: networks.Network, spec: specs.UnrollSpec, mesh: Mesh
 ) -> Algorithm:
   """The configured algorithm."""
-  return {"impala": impala, "appo": impala, "a3c": a3c}[config.algorithm](
-    config, network, spec, mesh
-  )
+  return ALGORITHMS[config.algorithm](config, network, spec, mesh)
 
 
 def impala(
@@ -264,7 +252,7 @@ def impala(
     lambda unrolls: distributed.shard_batch(mesh, specs.stack(unrolls)),
     lambda: distributed.shard_batch(mesh, spec.zeros(spec.num_envs * unrolls_per_update(config))),
     make_sgd_step(
-      losses.make(config, network.unroll),
+      loss_for_run(config, network.unroll),
       optimizer,
       mesh,
       config.average_decay,
@@ -274,13 +262,15 @@ def impala(
 
 
 def a3c(config: Config, network: networks.Network, spec: specs.UnrollSpec, mesh: Mesh) -> Algorithm:
+  """A3C: the actors take the gradients of their loss (actor/rollout.py); the update
+  applies each as it comes."""
   optimizer = make_optimizer(config)
   layout = jax.eval_shape(network.init, jax.random.PRNGKey(0))
 
   def check(upload, info: specs.UnrollInfo):
     _expect_kind(upload, config.algorithm, gradients=True)
     _check_gradients(upload, layout, config.max_abs_input)
-    episodes.check_report(info, spec, config.max_abs_input)
+    spec.check_report(info, config.max_abs_input)
 
   return Algorithm(
     config.algorithm,
@@ -291,6 +281,10 @@ def a3c(config: Config, network: networks.Network, spec: specs.UnrollSpec, mesh:
     lambda: distributed.replicate(mesh, jax.tree.map(lambda p: np.zeros(p.shape, p.dtype), layout)),
     make_apply_step(optimizer, config.average_decay),
   )
+
+
+# Each algorithm's builder; APPO is IMPALA's with its own loss and passes (see `impala`).
+ALGORITHMS = {"impala": impala, "appo": impala, "a3c": a3c}
 
 
 def _expect_kind(upload, algorithm: str, gradients: bool):

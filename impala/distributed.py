@@ -9,6 +9,9 @@ nothing leaves the process.
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -84,3 +87,29 @@ def gather_text(text: str, size: int = 256) -> list[str]:
     return [text]
   mine = np.frombuffer(raw.ljust(size, b"\0"), np.uint8)
   return [bytes(row).rstrip(b"\0").decode() for row in multihost_utils.process_allgather(mine)]
+
+
+class Control(NamedTuple):
+  """What each learner adds to every update. The update returns the sum over learners,
+  so every learner takes the same decisions (versions, frames, stopping) after it."""
+
+  weight: float = 0.0  # 1 when this learner brought a batch
+  return_sum: float = 0.0  # of its last 100 episode returns
+  return_count: float = 0.0
+  terminate: float = 0.0  # its votes to stop
+  out_of_time: float = 0.0
+
+  def return_mean(self) -> float:
+    """Mean of the returns the learners brought; NaN when there are none."""
+    return self.return_sum / self.return_count if self.return_count else math.nan
+
+  def row(self) -> np.ndarray:
+    return np.array(self, np.float32)
+
+  @classmethod
+  def of_row(cls, row) -> Control:
+    return cls(*(float(x) for x in row))
+
+
+WITH_A_BATCH = Control(weight=1.0)  # what a learner alone brings to each of its updates
+WEIGHT = Control._fields.index("weight")

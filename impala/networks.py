@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from impala.distributions import Categorical
+
 
 class AgentOutput(NamedTuple):
   logits: jnp.ndarray  # [..., A]
@@ -123,7 +125,7 @@ def make(torso: str, hidden_sizes, lstm_size: int, observation_shape, num_action
   return Network(init, initial_state, step.apply, unroll.apply)
 
 
-def make_policy(network: Network, greedy: bool = False):
+def make_policy(network: Network, greedy: bool = False, distribution=Categorical):
   """`policy(params, rng, obs, first, state) -> (rng, action, logits, state)`, jitted:
   actions sampled from the policy, or (`greedy`) its most likely ones."""
 
@@ -131,8 +133,11 @@ def make_policy(network: Network, greedy: bool = False):
   def policy(params, rng, obs, first, state):
     rng, key = jax.random.split(rng)
     out, state = network.step(params, obs, first, state)
-    action = out.logits.argmax(-1) if greedy else jax.random.categorical(key, out.logits)
-    return rng, action.astype(np.int32), out.logits, state
+    if greedy:
+      action = distribution.mode(out.logits)
+    else:
+      action = distribution.sample(key, out.logits)
+    return rng, action, out.logits, state
 
   return policy
 

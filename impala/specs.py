@@ -144,6 +144,29 @@ class UnrollSpec(NamedTuple):
     for state in unroll.core_state:
       check_magnitude("core_state", state, max_abs)
 
+  def check_report(self, info: UnrollInfo, max_abs: float):
+    """InvalidUnroll unless an actor's own report of the episodes that ended in one unroll
+    could be true (A3C sends gradients, no trajectory to derive them from): at most one
+    end in every two steps of each environment, lengths within the steps it has taken,
+    returns within --max-abs-input per step."""
+    t, n = self.unroll_length, self.num_envs
+    ends, lengths = len(info.episode_returns), info.episode_lengths
+    if ends > n * ((t + 1) // 2):
+      raise InvalidUnroll(
+        f"episode_returns: {ends} episodes cannot end in {t} steps of {n} environments",
+        "bad_report",
+      )
+    steps = t * (info.sequence + 1)
+    if ends and not (lengths.min() >= 1 and lengths.max() <= steps):
+      raise InvalidUnroll(
+        f"episode_lengths: must be in [1, {steps}] (the steps taken by unroll {info.sequence})",
+        "bad_report",
+      )
+    if ends and (np.abs(info.episode_returns) > max_abs * lengths).any():
+      raise InvalidUnroll(
+        "episode_returns: larger than --max-abs-input times the episode's length", "bad_report"
+      )
+
 
 def check_magnitude(name: str, values: np.ndarray, max_abs: float):
   """InvalidUnroll unless every value is finite and within [-max_abs, max_abs]: finite

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, assert_accounted, free_port, upload
 
+from impala import algorithms, presets
 from impala import learner as learner_lib
-from impala import losses, presets
 from impala.actor import Session
 from impala.config import Config
 from impala.transport import codec
@@ -53,10 +53,10 @@ def test_a3c_actor_sends_gradients_and_the_learner_applies_each(a3c_server):
   client = LearnerClient(actor.config)
   version, params = client.decode_weights(client.weights("a3c-actor", 0).result())
   unrolls = [actor.unroll(params, version) for _ in range(3)]
-  sent = [actor.encode(client, unroll, info, params) for unroll, info in unrolls]
+  sent = [actor.mode.encode(client, unroll, info, params) for unroll, info in unrolls]
   client.close()
   # What went out is the gradient of the A3C loss on the unroll, and no trajectory.
-  loss = losses.make(run_config, actor.rollout.network.unroll)
+  loss = algorithms.loss_for_run(run_config, actor.rollout.network.unroll)
   expected = jax.grad(loss, has_aux=True)(params, unrolls[0][0])[0]
   gradients, _ = codec.decode_unroll(sent[0])
   jax.tree.map(

@@ -13,6 +13,7 @@ import pytest
 from impala import checkpoint, testing
 from impala import learner as learner_lib
 from impala.config import ConfigError
+from impala.learner import saving
 from impala.learner.learner import params_digest
 
 
@@ -68,7 +69,7 @@ def test_learner_resumes_params_optimizer_counters_and_version(tmp_path, small_c
       unroll = testing.random_unroll(first.spec, seed=sequence)
       first.intake.enqueue(unroll, testing.info(sequence=sequence, params_version=1))
     assert [first.step(timeout=10) for _ in range(3)] == [True] * 3
-    first.save_checkpoint()
+    saving.checkpoint(first, True, 0.0)
   finally:
     parts.close()
   before = first.snapshot()
@@ -112,7 +113,7 @@ def run_learner(config, steps=1):
       unroll = testing.random_unroll(learner.spec, seed=sequence)
       learner.intake.enqueue(unroll, testing.info(sequence=sequence, params_version=1))
     assert all(learner.step(timeout=10) for _ in range(steps))
-    return learner, learner.save_checkpoint()
+    return learner, saving.checkpoint(learner, True, 0.0)
   finally:
     parts.close()
 

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from impala import learner as learner_lib
 from impala import progress, specs, testing
 from impala.actor import Session
-from impala.actor.session import MAX_IN_FLIGHT
+from impala.actor.modes import MAX_IN_FLIGHT
 from impala.transport import codec, server
 from impala.transport.proto import impala_pb2 as pb
 
@@ -135,7 +135,7 @@ def test_idle_streams_cannot_starve_calls_or_a_real_actor(serve, small_config):
     acting.join(timeout=30)
     # Refused at first, it retried; the refusals did not pile up its unrolls (one in
     # flight, one being answered).
-    assert actor.reconnects >= 1 and len(actor._unanswered) <= MAX_IN_FLIGHT + 1
+    assert actor.reconnects >= 1 and len(actor.unanswered) <= MAX_IN_FLIGHT + 1
     codes = collections.Counter(call.code() for call in idle)
     assert codes == {grpc.StatusCode.CANCELLED: 64, grpc.StatusCode.RESOURCE_EXHAUSTED: 236}
     assert check_health(port, codec.SERVICE_NAME) == "SERVING"

@@ -102,8 +102,8 @@ def test_parameters_from_the_future_and_impossible_reports_are_refused():
   }
   for message, info in cases.items():
     with pytest.raises(specs.InvalidUnroll, match=message):
-      episodes.check_report(info, SPEC, max_abs=1e6)
-  episodes.check_report(testing.info(returns=(3, 4)), SPEC, max_abs=1e6)
+      SPEC.check_report(info, max_abs=1e6)
+  SPEC.check_report(testing.info(returns=(3, 4)), max_abs=1e6)
 
 
 def test_tables_of_actors_forget_the_least_recent_and_the_old(monkeypatch):

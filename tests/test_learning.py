@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 from test_codec import make_unroll
 
-from impala import algorithms, distributed, environments, losses, networks, specs
+from impala import algorithms, distributed, environments, networks, specs
 from impala.config import Config
 
 
@@ -40,7 +40,10 @@ def test_sgd_step_over_the_mesh_is_the_plain_update_and_none_without_a_batch():
   config = Config(num_envs=4, unroll_length=5)
   spec = environments.describe(config.env_id)
   network = networks.for_run(config, spec)
-  loss, optimizer = losses.make(config, network.unroll), algorithms.make_optimizer(config)
+  loss, optimizer = (
+    algorithms.loss_for_run(config, network.unroll),
+    algorithms.make_optimizer(config),
+  )
   mesh = distributed.make_mesh()
   sgd_step = algorithms.make_sgd_step(loss, optimizer, mesh, average_decay=0.9)
   params = jax.device_get(network.init(jax.random.PRNGKey(0)))
@@ -52,7 +55,7 @@ def test_sgd_step_over_the_mesh_is_the_plain_update_and_none_without_a_batch():
   expected = optax.apply_updates(params, updates)
 
   def run(weight: float):
-    control = algorithms.Control(weight, 12.0, 3.0, 0.0, 1.0).row()
+    control = distributed.Control(weight, 12.0, 3.0, 0.0, 1.0).row()
     return sgd_step(
       distributed.replicate(mesh, state),
       distributed.shard_batch(mesh, unroll),
@@ -77,12 +80,15 @@ def test_appo_takes_one_step_per_minibatch_and_pass_in_order():
   the environments, the second, the first, the second."""
   config = Config(num_envs=4, unroll_length=5, algorithm="appo", ppo_epochs=2, ppo_minibatches=2)
   network = networks.for_run(config, environments.describe(config.env_id))
-  loss, optimizer = losses.make(config, network.unroll), algorithms.make_optimizer(config)
+  loss, optimizer = (
+    algorithms.loss_for_run(config, network.unroll),
+    algorithms.make_optimizer(config),
+  )
   mesh = distributed.make_mesh()
   params = jax.device_get(network.init(jax.random.PRNGKey(0)))
   state = distributed.replicate(mesh, algorithms.initial_state(params, optimizer))
   unroll, _ = make_unroll(t=5, n=8, lstm=0)
-  control = distributed.per_device(mesh, algorithms.WITH_A_BATCH.row())
+  control = distributed.per_device(mesh, distributed.WITH_A_BATCH.row())
   appo = algorithms.make_sgd_step(loss, optimizer, mesh, 0.9, epochs=2, minibatches=2)
   got, metrics, _ = appo(state, distributed.shard_batch(mesh, unroll), control)
 
@@ -107,13 +113,13 @@ from test_codec import make_unroll
 config = Config(num_envs=4, unroll_length=5)
 spec = environments.describe(config.env_id)
 network = networks.for_run(config, spec)
-loss, optimizer = losses.make(config, network.unroll), algorithms.make_optimizer(config)
+loss, optimizer = algorithms.loss_for_run(config, network.unroll), algorithms.make_optimizer(config)
 state = algorithms.initial_state(jax.device_get(network.init(jax.random.PRNGKey(0))), optimizer)
 unroll, _ = make_unroll(t=5, n=8)
 results = []
 for mesh in (Mesh(np.array(jax.devices()[:1]), (distributed.AXIS,)), distributed.make_mesh()):
   sgd_step = algorithms.make_sgd_step(loss, optimizer, mesh)
-  control = distributed.per_device(mesh, algorithms.Control(1, 5, 1, 0, 0).row())
+  control = distributed.per_device(mesh, distributed.Control(1, 5, 1, 0, 0).row())
   new, _, totals = sgd_step(distributed.replicate(mesh, state),
                             distributed.shard_batch(mesh, unroll), control)
   results.append((distributed.local(new.params), distributed.local(totals)))

@@ -36,15 +36,13 @@ def make_batch(rewards, terminated=None, truncated=None, behaviour_logits=None, 
   )
 
 
-def loss_parts(values, batch, logits=None, **kw):
+def loss_parts(values, batch, logits=None, loss=losses.impala_loss, **kw):
   t = batch.rewards.shape[0]
   params = {
     "value": jnp.array(values, jnp.float32)[:, None],
     "logits": jnp.zeros((t + 1, 1, 2)) if logits is None else jnp.array(logits)[:, None],
   }
-  loss_fn = losses.impala_loss(
-    fake_unroll, discount=GAMMA, baseline_cost=1.0, entropy_cost=0.0, **kw
-  )
+  loss_fn = loss(fake_unroll, discount=GAMMA, baseline_cost=1.0, entropy_cost=0.0, **kw)
   (_, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params, batch)
   return metrics, grads
 
@@ -113,7 +111,7 @@ def test_a3c_ignores_behaviour_logits_and_takes_n_step_returns():
   logits = [[0.3, -0.2]] * 4
   # Action 1 was near certain under the stale logits: off policy, rho would be about 0.4.
   stale = make_batch([1.0, 1.0, 1.0], behaviour_logits=[[-3.0, 3.0]] * 3, actions=[1, 1, 1])
-  a3c, a3c_grads = loss_parts(values, stale, logits=logits, on_policy=True)
+  a3c, a3c_grads = loss_parts(values, stale, logits=logits, loss=losses.a3c_loss)
   reference, reference_grads = loss_parts(
     values,
     make_batch([1.0, 1.0, 1.0], behaviour_logits=logits[:3], actions=[1, 1, 1]),

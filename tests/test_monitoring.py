@@ -22,7 +22,7 @@ from impala import checkpoint, cli, evaluate, metrics, plot, presets, progress
 from impala import learner as learner_lib
 from impala.actor import Session
 from impala.config import Config
-from impala.learner import COUNTERS, program
+from impala.learner import COUNTERS, program, saving
 
 
 def scrape(port: int) -> dict:
@@ -206,7 +206,7 @@ def test_evaluation_of_the_trained_checkpoint_reaches_475_and_a_fresh_one_does_n
   trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert trained["checkpoint"] == run["summary"]["model"]
   assert trained["mean"] >= 475 and trained["episodes"] == 50 and trained["params"] == "averaged"
-  learner_lib.build(Config(checkpoint_dir=str(tmp_path))).learner.save_checkpoint()
+  saving.checkpoint(learner_lib.build(Config(checkpoint_dir=str(tmp_path))).learner, True, 0.0)
   assert evaluate.main([str(tmp_path), "--episodes", "50", "--policy", "sampled"]) == 0
   untrained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert untrained["mean"] < 100 and untrained["min"] <= untrained["mean"] <= untrained["max"]

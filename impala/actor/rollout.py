@@ -7,14 +7,14 @@ import time
 import jax
 import numpy as np
 
-from impala import losses, networks, specs
+from impala import algorithms, networks, specs
 from impala.actor.stepper import Stepper
 from impala.config import Config
 
 
 def make_gradient(config: Config, network: networks.Network):
   """`gradient(params, unroll) -> d loss / d params` (A3C), jitted."""
-  loss = losses.make(config, network.unroll)
+  loss = algorithms.loss_for_run(config, network.unroll)
   return jax.jit(lambda params, unroll: jax.grad(loss, has_aux=True)(params, unroll)[0])
 
 

@@ -1,11 +1,6 @@
 """The actor's session with the learner: handshake, redirect to another learner,
-reconnects with backoff, and the window of unanswered uploads.
-
-The actor never waits for a learner that keeps up: unrolls go out on one upload
-stream (at most `MAX_IN_FLIGHT` unanswered; more only when the learner falls
-behind, which is how it slows actors down), and new weights are asked for at each
-unroll boundary and picked up at a later boundary once they have arrived.
-"""
+reconnects with backoff, the unanswered uploads that survive a reconnect, and the
+actor's figures. How it acts for the run is its mode (modes.py)."""
 
 from __future__ import annotations
 
@@ -21,17 +16,14 @@ import time
 import grpc
 
 from impala import specs
-from impala.actor.stepper import Stepper
-from impala.config import RUN_SETTINGS, Config, ConfigError
+from impala.actor import modes
+from impala.config import RUN_SETTINGS, Config
 from impala.transport.client import RETRYABLE, LearnerClient, RunEnded
 
 log = logging.getLogger("impala.actor")
 
-MAX_IN_FLIGHT = 1
 # Seconds between the log lines that say the learner is still out of reach.
 RETRY_LOG_EVERY = 60.0
-# Seconds a stopping actor waits for the replies to the unrolls it has sent.
-STOP_PATIENCE = 1.0
 
 
 BACKOFF_CAP = 5.0  # seconds
@@ -65,9 +57,10 @@ class Session:
     self.sequence = 0
     self.stalls = 0  # 0.1 s waits for a learner that fell behind (backpressure)
     self.reconnects = 0
-    self.rollout = None  # a Rollout or a Stepper, built from the handshake
+    self.mode = None  # how it acts for the run (modes.py), chosen from the handshake
+    self.rollout = None  # the mode's environments: a Stepper, or a Rollout
     self.run_id = ""  # of the learner this actor acts for
-    self._unanswered = collections.deque()  # serialized unrolls sent but not yet answered
+    self.unanswered = collections.deque()  # serialized unrolls sent but not yet answered
     self.ended = ""  # why the learner's run ended, once it has said so
     self.started = time.monotonic()
     self._mark = (self.started, 0, 0)  # (time, frames, unrolls) of the last rate line
@@ -84,9 +77,9 @@ class Session:
         self.config.grpc_host,
         run_id,
         self.run_id,
-        len(self._unanswered),
+        len(self.unanswered),
       )
-      self._unanswered.clear()
+      self.unanswered.clear()
     self.run_id = run_id
 
   def prepare(self, run_config: Config):
@@ -102,10 +95,9 @@ class Session:
           ours,
           "each actor's seed" if name == "seed" else f"{name}={run}",
         )
-    self._unanswered.clear()  # unrolls of another run's shapes
-    self.rollout = (
-      Stepper(run_config) if run_config.inference == "learner" else _rollout(run_config)
-    )
+    self.unanswered.clear()  # unrolls of another run's shapes
+    self.mode = modes.for_run(run_config)
+    self.rollout = self.mode.rollout
 
   def report(self, now: float | None = None):
     """The rate line: frames and unrolls since the last one."""
@@ -123,6 +115,11 @@ class Session:
       self.reconnects,
     )
     self._mark = (now, frames, self.sequence)
+
+  def report_when_due(self):
+    """The rate line, once every --log-every s."""
+    if time.monotonic() >= self._mark[0] + self.config.log_every:
+      self.report()
 
   def final_line(self, why: str) -> str:
     frames = self.rollout.frames if self.rollout else 0
@@ -152,92 +149,8 @@ class Session:
     self.sequence += 1
     return unroll, info
 
-  def encode(
-    self, client: LearnerClient, unroll: specs.Unroll, info: specs.UnrollInfo, params
-  ) -> bytes:
-    """What goes to the learner: the unroll, or (A3C) the gradient taken on it with the
-    parameters that acted."""
-    if self.rollout.gradient is not None:
-      return client.encode_gradients(self.rollout.gradients(params, unroll), info)
-    return client.encode_unroll(unroll, info, stacked_frames=self.rollout.env.frame_stack > 1)
-
-  def _wants_more(self, stop: threading.Event, max_unrolls: int | None) -> bool:
+  def wants_more(self, stop: threading.Event, max_unrolls: int | None) -> bool:
     return not stop.is_set() and (max_unrolls is None or self.sequence < max_unrolls)
-
-  def _act(self, client: LearnerClient, stop: threading.Event, max_unrolls: int | None):
-    if self.rollout.settings["inference"] == "learner":  # the learner acts: steps only
-      return self._send_steps(client, stop, max_unrolls)
-    version, params = client.decode_weights(client.weights(self.actor_id, 0).result())
-    params = self.rollout.load(params)
-    weights = client.weights(self.actor_id, version)
-    stream = client.upload_stream()
-    try:
-      for raw in self._unanswered:  # sent on a stream that broke: nothing is lost
-        stream.send(raw)
-      # Answered before any new one is made: a learner that refuses the stream (at its
-      # limit of streams) does not make the actor pile up unrolls.
-      self._take_replies(stream, stop, keep=MAX_IN_FLIGHT - 1)
-      while self._wants_more(stop, max_unrolls):
-        if time.monotonic() >= self._mark[0] + self.config.log_every:
-          self.report()
-        raw = self.encode(client, *self.unroll(params, version), params)
-        self._unanswered.append(raw)
-        stream.send(raw)
-        self._take_replies(stream, stop, keep=MAX_IN_FLIGHT)
-        if weights.done():
-          newer = client.decode_weights(weights.result())
-          if newer is not None:
-            version, params = newer[0], self.rollout.load(newer[1])
-          weights = client.weights(self.actor_id, version)
-      self._take_replies(stream, stop, keep=0, patience=STOP_PATIENCE)
-    finally:
-      stream.close()
-
-  def _send_steps(self, client: LearnerClient, stop: threading.Event, max_unrolls: int | None):
-    """Learner-side inference: each step's observations out, the actions to take back. A
-    step whose actions do not come (a reconnect) is sent again on the next stream."""
-    stepper, stream = self.rollout, client.act_stream()
-    whole = True  # a stream's first step carries whole frame stacks
-    try:
-      while self._wants_more(stop, max_unrolls):
-        if time.monotonic() >= self._mark[0] + self.config.log_every:
-          self.report()
-        sent = time.perf_counter()
-        stream.send(client.encode_observations(stepper.observations(self.actor_id, whole)))
-        whole = False
-        while (reply := stream.next_reply(timeout=0.1)) is None:
-          if stop.is_set():
-            return
-          self.stalls += 1
-        actions, ended = client.decode_actions(reply, stepper.num_envs, stepper.env.num_actions)
-        if ended:
-          raise RunEnded(ended)
-        stepper.inference_seconds += time.perf_counter() - sent
-        stepper.step(actions)
-        # The unrolls the learner has made of the steps sent: one per T after the first.
-        self.sequence = (stepper.steps - 1) // stepper.unroll_length
-    finally:
-      stream.close()
-
-  def _take_replies(self, stream, stop: threading.Event, keep: int, patience: float = 0.0):
-    """Takes the replies that have arrived, and waits for more while more than `keep`
-    unrolls are unanswered (until `stop`, or for `patience` s once stopping)."""
-    deadline = None
-    while self._unanswered:
-      over = len(self._unanswered) > keep
-      reply = stream.next_reply(timeout=0.1 if over else 0.0)
-      if reply is not None:
-        if reply.run_ended:
-          raise RunEnded(reply.run_ended)
-        self._unanswered.popleft()
-        continue
-      if not over:
-        return
-      if stop.is_set():
-        deadline = deadline or time.monotonic() + patience
-        if time.monotonic() >= deadline:
-          return
-      self.stalls += 1
 
   def run(self, stop: threading.Event, max_unrolls: int | None = None):
     """Acts until `stop` is set (or `max_unrolls` were sent, or the learner's run ended:
@@ -246,7 +159,7 @@ class Session:
     Raises grpc.RpcError for errors a reconnect cannot fix (e.g. a protocol mismatch).
     """
     backoff, away = Backoff(), Away(self.config.grpc_host)
-    while self._wants_more(stop, max_unrolls):
+    while self.wants_more(stop, max_unrolls):
       client = LearnerClient(self.config)
       try:
         setup, config = client.hello(self.actor_id)
@@ -264,13 +177,13 @@ class Session:
           setup.run_id,
           config.env_id,
           config.num_envs,
-          _sending(config),
+          self.mode.sending,
           self.actor_id,
           setup.actor_index,
         )
-        self._act(client, stop, max_unrolls)
+        self.mode.run(self, client, stop, max_unrolls)
       except RunEnded as e:
-        self._unanswered.clear()  # the run that would have answered them is over
+        self.unanswered.clear()  # the run that would have answered them is over
         if not self.config.wait_for_next_run:
           self.ended = e.reason
           return
@@ -285,27 +198,6 @@ class Session:
         stop.wait(delay)
       finally:
         client.close()
-
-
-def _sending(config: Config) -> str:
-  if config.algorithm == "a3c":
-    return "sending gradients (a3c)"
-  if config.inference == "learner":
-    return "sending observations (learner-side inference)"
-  return "sending unrolls"
-
-
-def _rollout(config: Config):
-  """A Rollout, which acts with JAX: refused with one line where it is not installed."""
-  try:
-    from impala.actor.rollout import Rollout
-  except ImportError as e:
-    raise ConfigError(
-      f"the learner's run acts in its actors (--inference actor), and this actor cannot: "
-      f"{e} (installed from requirements-actor.txt, it can only serve --inference learner; "
-      "install requirements.txt, or start the learner with --inference learner)"
-    ) from None
-  return Rollout(config)
 
 
 class Away:

@@ -39,27 +39,3 @@ def ended(unroll: specs.Unroll, under_way: UnderWay) -> tuple[np.ndarray, np.nda
   if not returns:
     return np.zeros(0), np.zeros(0, np.int64)
   return np.concatenate(returns), np.concatenate(lengths)
-
-
-def check_report(info: specs.UnrollInfo, spec: specs.UnrollSpec, max_abs: float):
-  """InvalidUnroll unless an actor's own report of the episodes that ended in one unroll
-  could be true (A3C sends gradients, no trajectory to derive them from): at most one
-  end in every two steps of each environment, lengths within the steps it has taken,
-  returns within --max-abs-input per step."""
-  t, n = spec.unroll_length, spec.num_envs
-  ends, lengths = len(info.episode_returns), info.episode_lengths
-  if ends > n * ((t + 1) // 2):
-    raise specs.InvalidUnroll(
-      f"episode_returns: {ends} episodes cannot end in {t} steps of {n} environments",
-      "bad_report",
-    )
-  steps = t * (info.sequence + 1)
-  if ends and not (lengths.min() >= 1 and lengths.max() <= steps):
-    raise specs.InvalidUnroll(
-      f"episode_lengths: must be in [1, {steps}] (the steps taken by unroll {info.sequence})",
-      "bad_report",
-    )
-  if ends and (np.abs(info.episode_returns) > max_abs * lengths).any():
-    raise specs.InvalidUnroll(
-      "episode_returns: larger than --max-abs-input times the episode's length", "bad_report"
-    )

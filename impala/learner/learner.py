@@ -38,48 +38,39 @@ class Learner:
   ):
     """With several learners, call `distributed.initialize` first; all learners then
     construct theirs together (learner 0's state, restored or new, is everyone's)."""
-    self.config, self.design = config, design
+    self.config = config
     self.env, self.spec, self.network = design.env, design.spec, design.network
     self.mesh, self.algorithm = design.mesh, design.algorithm
     self.index, self.num_learners = config.learner_index, config.num_learners
     self.intake, self.actors, self._batches = intake, actors, batches
     self.run_id = uuid.uuid4().hex[:12]
     self.lock = threading.Lock()
-    state = self.algorithm.init(self.network.init(jax.random.PRNGKey(config.seed)))
     # restored_from: the checkpoint this learner resumed from. Actors start at version 0.
     # lineage: names the run's checkpoint files (its first learner's run id).
     # seconds_before: the run's time before this process (its clock goes on from there).
-    self.restored_from, state, counters, record = (
-      saving.restore(config, state)
-      if (config.checkpoint_dir and self.index == 0)
-      else (None, state, (0, 0, 1), {})
-    )
+    self.restored_from, state, counters, record = _first_state(config, design)
     self.lineage = record.get("lineage") or self.run_id
     self.seconds_before = float(record.get("seconds", 0.0))
-    counters = np.array(counters, np.int64)
-    state, counters = distributed.from_learner_0((jax.device_get(state), counters.view(np.uint8)))
-    self._updates, self._frames, self._version = counters.view(np.int64).tolist()
+    self._updates, self._frames, self._version = counters
     self._state = distributed.replicate(self.mesh, state)
-    self._with_a_batch = distributed.per_device(self.mesh, algorithms.WITH_A_BATCH.row())
+    self._with_a_batch = distributed.per_device(self.mesh, distributed.WITH_A_BATCH.row())
     self._placeholder = None
-    self._metrics, self._totals = {}, algorithms.Control()
+    self._metrics, self._totals = {}, distributed.Control()
     self._lag = Lag()
-    self._skipped, self._unsettled = 0, None  # the newest update's "skipped", unread
+    self._skipped = Skipped()
     self.activity = "starting"  # what the learner waits for now, as the progress records say
     self.ended = ""  # the stop reason, once the run is over: actors are told so
     self._done = self._newest()  # the newest update known to be computed
     self._frames_per_input = (
-      config.unroll_length * config.num_envs * self.algorithm.unrolls_per_update
+      config.unroll_length * config.num_envs * design.algorithm.unrolls_per_update
     )
 
   @property
-  def version(self) -> int:
-    """Version of the newest parameters."""
+  def version(self) -> int:  # of the newest parameters
     return self._version
 
   @property
-  def frames(self) -> int:
-    """Environment frames consumed by updates."""
+  def frames(self) -> int:  # environment frames consumed by updates
     return self._frames
 
   def params_for_actor(self) -> tuple[int, dict]:
@@ -98,7 +89,7 @@ class Learner:
   def compile(self):
     """Compiles the update ahead of the first input (several learners: all together)."""
     self._placeholder = self.algorithm.placeholder()
-    control = distributed.per_device(self.mesh, algorithms.Control().row())
+    control = distributed.per_device(self.mesh, distributed.Control().row())
     jax.block_until_ready(self.algorithm.update(self._state, self._placeholder, control))
 
   def step(self, timeout: float = 0.1, terminate: bool = False, out_of_time: bool = False) -> bool:
@@ -117,7 +108,7 @@ class Learner:
     # Alone, a learner that votes to stop starts no more updates: the stop holds.
     batch, infos = (None, []) if alone and stopping else self._batches.next(wait)
     returns = self.intake.returns()
-    votes = algorithms.Control(
+    votes = distributed.Control(
       batch is not None, sum(returns), len(returns), terminate, out_of_time
     )
     if alone and batch is None:
@@ -132,9 +123,8 @@ class Learner:
       self._totals = totals
       self._lag.add(self._version, infos)
       if brought:
-        self._settle()
+        self._skipped.add(metrics["skipped"])
         self._metrics, self._state = metrics, state  # device arrays until someone reads them
-        self._unsettled = metrics["skipped"]
         self._version += 1
         self._updates += 1
         self._frames += brought * self._frames_per_input
@@ -142,28 +132,26 @@ class Learner:
           self._done = self._newest()
     return brought > 0
 
-  def _update(self, batch, votes: algorithms.Control) -> tuple:
-    """A learner alone: it agrees with itself, so the control row on the device will do.
-
-    One update in flight: JAX would otherwise queue dozens when the learner is the
-    bottleneck, each a version the actors get only once it is computed (measured on
-    MinAtar: a policy lag of 60-100 updates where the queue made 32). The batcher has the
-    next input on the device meanwhile."""
+  def _update(self, batch, votes: distributed.Control) -> tuple:
+    """A learner alone agrees with itself: the control row on the device will do. One
+    update in flight: JAX would otherwise queue dozens when the learner is the bottleneck,
+    each a version the actors get only once it is computed (measured on MinAtar: a policy
+    lag of 60-100 updates where the queue made 32); the batcher readies the next input."""
     jax.block_until_ready(self._state)
     with self.lock:
       self._done = self._newest()
-      self._settle()
+      self._skipped.settle()
     state, metrics, _ = self.algorithm.update(self._state, batch, self._with_a_batch)
     return state, metrics, votes
 
-  def _update_together(self, batch, votes: algorithms.Control) -> tuple:
+  def _update_together(self, batch, votes: distributed.Control) -> tuple:
     """Several learners: waits for the update, to agree on what comes next."""
     if batch is None:
       batch = self._placeholder or self.algorithm.placeholder()
     state, metrics, totals = self.algorithm.update(
       self._state, batch, distributed.per_device(self.mesh, votes.row())
     )
-    return state, metrics, algorithms.Control.of_row(distributed.local(totals))
+    return state, metrics, distributed.Control.of_row(distributed.local(totals))
 
   def _newest(self) -> tuple:
     return self._state, self._metrics, self._updates, self._frames, self._version
@@ -181,23 +169,7 @@ class Learner:
     with self.lock:
       return self._newest() if wait else self._ready()
 
-  def finish_update(self, timeout: float) -> bool:
-    """Waits up to `timeout` s for the update in flight; returns whether it is computed."""
-    with self.lock:
-      newest = self._newest()[:2]
-    waiter = threading.Thread(target=jax.block_until_ready, args=(newest,), daemon=True)
-    waiter.start()
-    waiter.join(timeout)
-    return not waiter.is_alive()
-
-  def _settle(self, wait: bool = True):
-    """Counts the newest update if it was skipped; reading it waits for it, unless not
-    `wait`."""
-    if self._unsettled is not None and (wait or self._unsettled.is_ready()):
-      self._skipped += float(distributed.local(self._unsettled)) > 0
-      self._unsettled = None
-
-  def votes(self) -> algorithms.Control:
+  def votes(self) -> distributed.Control:
     """What all learners brought to the newest update (one learner: its own)."""
     return self._totals
 
@@ -206,21 +178,35 @@ class Learner:
     update, which waits for it to be computed (without `wait`: of the newest one that
     is)."""
     with self.lock:
-      self._settle(wait=metrics and wait)
+      self._skipped.settle(wait=metrics and wait)
       newest = (self._newest() if wait else self._ready())[1]
       mark = dict(version=self._version, frames=self._frames, updates=self._updates)
-      mark.update(skipped_updates=self._skipped, votes=self._totals, **self._lag.figures())
+      mark.update(skipped_updates=self._skipped.count, votes=self._totals, **self._lag.figures())
     values = {k: float(v) for k, v in distributed.local(newest).items()} if metrics else {}
     return snapshot.take(self.index, self.num_learners, self.intake, self.actors, values, **mark)
-
-  def save_checkpoint(self, wait: bool = True, seconds: float = 0.0) -> str:
-    """Writes a checkpoint of the newest update (without `wait`: of the newest computed);
-    `seconds`: the run's time so far (see saving.checkpoint)."""
-    return saving.checkpoint(self, wait, seconds)
 
   def state(self, wait: bool = True) -> algorithms.TrainingState:
     """A host copy of the training state (without `wait`: of the newest update computed)."""
     return distributed.local(self.newest(wait)[0])
+
+
+class Skipped:
+  """Updates whose gradients or loss were not finite (the state kept as it was), each
+  counted once its flag is read: reading it waits for its update."""
+
+  def __init__(self):
+    self.count, self._unread = 0, None
+
+  def add(self, flag: jax.Array):
+    """The newest update's flag; the one before it is counted now."""
+    self.settle()
+    self._unread = flag
+
+  def settle(self, wait: bool = True):
+    """Counts the newest update's flag, unless it is not computed and not `wait`."""
+    if self._unread is not None and (wait or self._unread.is_ready()):
+      self.count += float(distributed.local(self._unread)) > 0
+      self._unread = None
 
 
 class Lag:
@@ -239,6 +225,20 @@ class Lag:
   def figures(self) -> dict:
     mean = self._sum / self._batches if self._batches else 0.0
     return dict(policy_lag=self.last, policy_lag_mean=mean)
+
+
+def _first_state(config: Config, design) -> tuple:
+  """(restored from, state, [updates, frames, version], the checkpoint's record): learner
+  0's, restored or new, which every learner takes."""
+  state = design.algorithm.init(design.network.init(jax.random.PRNGKey(config.seed)))
+  restored_from, state, counters, record = (
+    saving.restore(config, state)
+    if (config.checkpoint_dir and config.learner_index == 0)
+    else (None, state, (0, 0, 1), {})
+  )
+  counters = np.array(counters, np.int64)
+  state, counters = distributed.from_learner_0((jax.device_get(state), counters.view(np.uint8)))
+  return restored_from, state, counters.view(np.int64).tolist(), record
 
 
 def params_digest(params: dict) -> str:

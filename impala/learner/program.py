@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import jax
+
 from impala import config as config_lib
 from impala import distributed, flags, metrics, presets, progress, rundir
 from impala import learner as learner_lib
@@ -63,7 +65,7 @@ def stop_processes(children: list[subprocess.Popen]):
 def save(learner: Learner, wait: bool, seconds: float) -> str | None:
   """Writes a checkpoint; a failure (a full disk, a folder gone) is said, not fatal."""
   try:
-    return learner.save_checkpoint(wait, seconds)
+    return saving.checkpoint(learner, wait, seconds)
   except OSError as e:
     print(f"learner: checkpoint not written: {e}", file=sys.stderr, flush=True)
     return None
@@ -169,7 +171,7 @@ class Training:
     stop_processes(self.children)
     self.parts.close()
     self.servers.stop(grace=1.0).wait()
-    learner.finish_update(timeout=Clock.GRACE)  # else: what the newest computed update holds
+    finish_update(learner, timeout=Clock.GRACE)  # else: what the newest computed update holds
     seconds = clock.elapsed()
     final_checkpoint = save(learner, False, seconds) if self.leader else None
     model = save_model(learner, seconds) if self.leader else None
@@ -182,6 +184,15 @@ class Training:
     print(ending(result, config), file=sys.stderr, flush=True)
     self._finished.set()
     return result
+
+
+def finish_update(learner: Learner, timeout: float) -> bool:
+  """Waits up to `timeout` s for the update in flight; returns whether it is computed."""
+  newest = learner.newest()[:2]
+  waiter = threading.Thread(target=jax.block_until_ready, args=(newest,), daemon=True)
+  waiter.start()
+  waiter.join(timeout)
+  return not waiter.is_alive()
 
 
 def announce(learner: Learner, config: config_lib.Config, port: int):

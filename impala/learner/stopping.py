@@ -14,8 +14,8 @@ import signal
 from collections.abc import Callable
 from typing import NamedTuple
 
-from impala.algorithms import Control
 from impala.config import Config
+from impala.distributed import Control
 
 
 class Exit(NamedTuple):
