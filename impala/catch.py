@@ -93,6 +93,12 @@ class DmEnvAdapter(gym.Env):
     return (step.observation, float(step.reward), terminated, step.last() and not terminated, {})
 
 
+def register():
+  """Registers bsuite/catch with gymnasium (suites.py)."""
+  if "bsuite/catch" not in gym.registry:
+    gym.register("bsuite/catch", entry_point="impala.catch:make_gymnasium")
+
+
 def make_gymnasium(rows: int = 10, columns: int = 5) -> DmEnvAdapter:
   """The `bsuite/catch` gymnasium environment."""
   return DmEnvAdapter(lambda seed: Catch(rows, columns, seed))

@@ -1,4 +1,5 @@
-"""Everything the project knows about environments: the one place other suites plug in.
+"""How environments are made and described. Which suites there are, and which ids
+belong to which, is the table in suites.py; here is how each `maker` builds a batch:
 
 - gymnasium ids (`CartPole-v1`, ...), with gymnasium's own vectorized version when it
   has one;
@@ -39,6 +40,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from impala import suites
 from impala.config import ConfigError
 
 
@@ -51,9 +53,6 @@ class EnvSpec(NamedTuple):
   frame_stack: int = 1  # > 1: observations are stacks [H, W, K] of the K newest frames
 
 
-gym.register("bsuite/catch", entry_point="impala.catch:make_gymnasium")
-
-ATARI = re.compile(r"ALE/(\w+)-v5")
 ATARI_DEFAULTS = dict(
   stack_num=4, repeat_action_probability=0.25, reward_clipping=False, use_fire_reset=False
 )
@@ -80,18 +79,6 @@ def load_modules(modules: str, env_id: str = "") -> str:
   return name
 
 
-def _register(env_id: str):
-  """Registers the suite that `env_id` belongs to, if it is one gymnasium does not know."""
-  if env_id in gym.registry:
-    return
-  if env_id.startswith("MinAtar/"):
-    import minatar.gym
-
-    minatar.gym.register_envs()
-  elif env_id.startswith("popgym-"):
-    import popgym  # noqa: F401  (registers its environments on import)
-
-
 def _flat(env: gym.Env) -> gym.Env:
   """`env` with its observations as float32 vectors, unless they are a Box already."""
   space = env.observation_space
@@ -115,10 +102,15 @@ def make(
   """
   env_kwargs = dict(env_kwargs or {})
   env_id = load_modules(modules, env_id)
-  atari = ATARI.fullmatch(env_id)
-  if atari:
-    return _atari(atari.group(1), num_envs, env_kwargs)
-  _register(env_id)
+  suite = suites.suite_of(env_id)
+  if env_id not in gym.registry:
+    suites.register(suite)
+  return MAKERS[suite.maker](env_id, num_envs, env_kwargs)
+
+
+def _gymnasium(env_id: str, num_envs: int, env_kwargs: dict) -> gym.vector.VectorEnv:
+  """gymnasium's own vector environment where the id has one, else copies stepped in turn
+  (observations that are not a Box flattened)."""
   spec = gym.spec(env_id)
   if spec.vector_entry_point is not None:
     envs = gym.make_vec(
@@ -143,10 +135,11 @@ def make(
   return envs
 
 
-def _atari(game: str, num_envs: int, env_kwargs: dict) -> gym.vector.VectorEnv:
+def _atari(env_id: str, num_envs: int, env_kwargs: dict) -> gym.vector.VectorEnv:
   from ale_py.roms import get_all_rom_ids
   from ale_py.vector_env import AtariVectorEnv
 
+  game = env_id.removeprefix("ALE/").rsplit("-", 1)[0]
   rom = re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()  # SpaceInvaders -> space_invaders
   if rom not in get_all_rom_ids():
     raise ValueError(f"ale-py has no game {game} (ROM {rom!r})")
@@ -169,6 +162,9 @@ class _AtariLayout(gym.vector.VectorObservationWrapper):
 
   def observations(self, observations: np.ndarray) -> np.ndarray:
     return np.moveaxis(observations, 1, -1)
+
+
+MAKERS = {"gymnasium": _gymnasium, "ale": _atari}  # suites.Suite.maker -> how
 
 
 def spec_of(envs: gym.vector.VectorEnv) -> EnvSpec:

@@ -12,11 +12,11 @@ import dataclasses
 import difflib
 import json
 import math
-import re
 import tomllib
 from pathlib import Path
 
 from impala import config as config_lib
+from impala import suites
 from impala.config import PRESETS as NAMES
 from impala.config import Config, ConfigError
 
@@ -27,16 +27,8 @@ _NOT_IN_FILES = ("preset", "auth_token")
 
 
 def family(env_id: str) -> str:
-  """The preset of the family `env_id` belongs to."""
-  if re.fullmatch(r"ALE/\w+-v5", env_id):
-    return "atari"
-  if env_id.startswith("MinAtar/"):
-    return "minatar"
-  if env_id.startswith("popgym-"):
-    return "popgym"
-  if env_id == "bsuite/catch":
-    return "catch"
-  return "classic"
+  """The preset of the suite `env_id` belongs to (suites.py)."""
+  return suites.suite_of(env_id).preset
 
 
 def read(name: str) -> dict:
