@@ -6,8 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from impala import flags
-from impala.config import ConfigError
+from impala.config import ConfigError, flags
 
 
 def learner(argv=None, started: float | None = None) -> int:

@@ -27,8 +27,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from impala import flags, presets, rundir  # noqa: E402
-from impala.config import HPARAMS, ConfigError  # noqa: E402
+from impala import rundir
+
+# noqa: E402
+from impala.config import HPARAMS, ConfigError, files  # noqa: E402
 
 DPI = 100
 PANELS = (  # (x, y, x label, y label)
@@ -69,7 +71,7 @@ def settings(run: str) -> dict:
   """A run's hyperparameters (its config.toml), {} when it has none."""
   path = os.path.join(run, rundir.CONFIG)
   try:
-    return {k: v for k, v in presets.read_file(path).items() if k in HPARAMS}
+    return {k: v for k, v in files.read_file(path).items() if k in HPARAMS}
   except ConfigError:
     return {}
 
@@ -84,7 +86,7 @@ def group(runs: list[str]) -> dict[str, list[str]]:
     if not config:  # no config.toml: a group of its own, named by its folder
       name = os.path.basename(os.path.abspath(run))
     else:
-      name = ", ".join(f"{k}={flags.shown(config.get(k))}" for k in varying) or "all runs"
+      name = ", ".join(f"{k}={files.as_flag(config.get(k))}" for k in varying) or "all runs"
     groups.setdefault(name, []).append(run)
   return groups
 

@@ -18,8 +18,7 @@ import datetime
 import os
 import re
 
-from impala import presets
-from impala.config import HPARAMS, Config, ConfigError
+from impala.config import HPARAMS, Config, ConfigError, files
 
 CONFIG = "config.toml"
 MODEL = "model.npz"
@@ -46,7 +45,7 @@ def resolve(config: Config) -> Config:
   run_dir = config.run_dir or _new(config)
   recorded = os.path.join(run_dir, CONFIG)
   if os.path.exists(recorded):
-    before = presets.read_file(recorded)
+    before = files.read_file(recorded)
     for name in HPARAMS:
       if name in before and before[name] != getattr(config, name):
         flag = "--" + name.replace("_", "-")
@@ -82,7 +81,7 @@ def create(config: Config):
   try:
     os.makedirs(config.run_dir, exist_ok=True)
     with open(os.path.join(config.run_dir, CONFIG), "w") as f:
-      f.write(presets.to_toml(recorded(config)))
+      f.write(files.to_toml(recorded(config)))
   except OSError as e:
     raise ConfigError(
       f"bad value for --run-dir: {config.run_dir!r} (not a folder this learner can write: "

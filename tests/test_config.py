@@ -7,9 +7,9 @@ import sys
 import pytest
 from conftest import ROOT
 
-from impala import cli, flags
+from impala import cli
 from impala import learner as learner_lib
-from impala.config import Config, ConfigError
+from impala.config import Config, ConfigError, flags
 
 
 def test_defaults_are_valid_and_cartpole():

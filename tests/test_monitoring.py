@@ -18,10 +18,10 @@ import pytest
 from conftest import ROOT, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from impala import checkpoint, cli, evaluate, metrics, plot, presets, progress
+from impala import checkpoint, cli, evaluate, metrics, plot, progress
 from impala import learner as learner_lib
 from impala.actor import Session
-from impala.config import Config
+from impala.config import Config, files
 from impala.learner import COUNTERS, program, saving
 
 
@@ -272,7 +272,7 @@ def test_the_run_directory_keeps_the_run(run):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
   d = run["dir"] / "run"
-  assert Config(**presets.read_file(d / "config.toml")).stop_at_return == 490
+  assert Config(**files.read_file(d / "config.toml")).stop_at_return == 490
   assert run["summary"]["checkpoint"].startswith(str(d / "checkpoints" / "ckpt-"))
   assert run["summary"]["model"] == str(d / "model.npz") and run["summary"]["run_dir"] == str(d)
   model = checkpoint.record_of(str(d / "model.npz"))

@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 
-from impala import flags, presets
-from impala.config import PRESETS, Config, ConfigError
+from impala import presets
+from impala.config import PRESETS, Config, ConfigError, files, flags
 
 
 def write(tmp_path, text: str):
@@ -95,7 +95,7 @@ def test_the_effective_configuration_reads_back_as_itself(tmp_path):
     ],
     environ={},
   )
-  text = presets.to_toml(config)
+  text = files.to_toml(config)
   assert "secret" not in text and "\nauth_token =" not in text
   again = flags.from_args(["--config", write(tmp_path, text)], environ={})
   assert again == dataclasses.replace(config, auth_token="")

@@ -20,9 +20,9 @@ import pytest
 from conftest import ROOT, free_port
 from test_monitoring import sample_record
 
-from impala import environments, evaluate, flags, plot, policy, progress, rundir
+from impala import environments, evaluate, plot, policy, progress, rundir
 from impala.actor import session
-from impala.config import Config, ConfigError
+from impala.config import Config, ConfigError, flags
 
 CORRIDOR = "examples.corridor"  # the README's example of an environment of one's own
 

@@ -19,8 +19,9 @@ from collections.abc import Callable
 import jax
 
 from impala import config as config_lib
-from impala import distributed, flags, metrics, presets, progress, rundir
+from impala import distributed, metrics, progress, rundir
 from impala import learner as learner_lib
+from impala.config import files
 from impala.learner import batcher, saving, stopping
 from impala.learner.clock import Clock
 from impala.learner.learner import Learner, params_digest
@@ -212,7 +213,7 @@ def announce(learner: Learner, config: config_lib.Config, port: int):
     file=sys.stderr,
     flush=True,
   )
-  described = presets.describe(rundir.recorded(config))  # its own folders are said below
+  described = files.describe(rundir.recorded(config))  # its own folders are said below
   print(f"preset {config.preset or '(none)'}; {described}", file=sys.stderr)
   print(f"run directory {config.run_dir}", file=sys.stderr, flush=True)
 
@@ -240,7 +241,7 @@ def save_model(learner: Learner, seconds: float) -> str | None:
 def hparams(config: config_lib.Config) -> dict:
   """The run's hyperparameters, as TensorBoard takes them (numbers, text, truth values)."""
   return {
-    name: value if isinstance(value, (bool, int, float, str)) else flags.shown(value)
+    name: value if isinstance(value, (bool, int, float, str)) else files.as_flag(value)
     for name, value in ((n, getattr(config, n)) for n in config_lib.HPARAMS)
   }
 

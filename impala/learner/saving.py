@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from impala import algorithms, distributed, presets
+from impala import algorithms, distributed
 from impala import checkpoint as checkpoint_lib
 from impala import config as config_lib
-from impala.config import Config, ConfigError
+from impala.config import Config, ConfigError, files
 
 if TYPE_CHECKING:
   from impala.learner.learner import Learner
@@ -46,7 +46,7 @@ def _record(learner: Learner, wait: bool, seconds: float) -> tuple[algorithms.Tr
     seed=learner.config.seed,
     run_id=learner.run_id,
     lineage=learner.lineage,
-    config=presets.public(learner.config),
+    config=files.public(learner.config),
   )
   return state, record
 
@@ -55,7 +55,7 @@ def restore(config: Config, state: algorithms.TrainingState) -> tuple:
   """(path, state, (updates, frames, version), record) of the newest checkpoint of this
   run's task and network that fits `state`; (None, state, (0, 0, 1), {}) when there is
   none. ConfigError when there are only other settings' checkpoints, unless --fresh."""
-  public = presets.public(config)
+  public = files.public(config)
   settings = {name: public[name] for name in config_lib.RESUME_SETTINGS}
   try:
     restored = checkpoint_lib.restore_latest(config.checkpoint_dir, state, settings)

@@ -19,14 +19,14 @@ import argparse
 import dataclasses
 import difflib
 import json
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
 
-from impala import config as config_lib
 from impala import presets
-from impala.config import Config, ConfigError
+from impala.config import files
+from impala.config.checks import ConfigError
+from impala.config.fields import ACTOR_SETTINGS, RUN_SETTINGS, SHARED_SETTINGS, Config, default
 
 CONFIG_ENV = "IMPALA_CONFIG"
 GROUPS = {  # Config's groups, in --help's order, with their titles
@@ -50,16 +50,16 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 def fields_of(program: str | None) -> list[dataclasses.Field]:
   """The settings a program takes: "learner", "actor", or None for every one."""
   if program == "learner":
-    return [f for f in _FIELDS.values() if f.name not in config_lib.ACTOR_SETTINGS]
+    return [f for f in _FIELDS.values() if f.name not in ACTOR_SETTINGS]
   if program == "actor":
-    names = set(config_lib.ACTOR_SETTINGS + config_lib.SHARED_SETTINGS + config_lib.RUN_SETTINGS)
+    names = set(ACTOR_SETTINGS + SHARED_SETTINGS + RUN_SETTINGS)
     return [f for f in _FIELDS.values() if f.name in names]
   return list(_FIELDS.values())
 
 
 def _parse(field: dataclasses.Field, text: str) -> Any:
   """Turns flag or environment text into the field's type, or raises ConfigError."""
-  kind = type(config_lib.default(field))
+  kind = type(default(field))
   try:
     if kind is bool:
       return {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}[
@@ -88,25 +88,12 @@ def env_name(field: dataclasses.Field) -> str:
   return field.metadata.get("env", "IMPALA_" + field.name.upper())
 
 
-def shown(value) -> str:
-  """A setting's value as it is typed on the command line."""
-  if isinstance(value, bool):
-    return "true" if value else "false"
-  if isinstance(value, tuple):
-    return ",".join(str(v) for v in value)
-  if isinstance(value, dict):
-    return json.dumps(value)
-  if value == "" or (isinstance(value, float) and math.isnan(value)):
-    return "none"
-  return str(value)
-
-
 def _metavar(field: dataclasses.Field) -> str:
   if "metavar" in field.metadata:
     return field.metadata["metavar"]
   if "choices" in field.metadata:
     return "{" + ",".join(field.metadata["choices"]) + "}"
-  name, kind = field.name, type(config_lib.default(field))
+  name, kind = field.name, type(default(field))
   if name.endswith("dir") or name == "runs":
     return "DIR"
   if name.endswith(("_file", "_cert", "_key", "_ca")):
@@ -122,8 +109,8 @@ def _metavar(field: dataclasses.Field) -> str:
 
 def _help(field: dataclasses.Field) -> str:
   doc = field.metadata["doc"]
-  default = "" if "default:" in doc else f"default: {shown(config_lib.default(field))}; "
-  return f"{doc} ({default}env {env_name(field)})"
+  said = "" if "default:" in doc else f"default: {files.as_flag(default(field))}; "
+  return f"{doc} ({said}env {env_name(field)})"
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -139,7 +126,7 @@ def _unknown(extras: list[str], parser: argparse.ArgumentParser, program: str | 
   name = text.split("=", 1)[0]
   setting = name[2:].replace("-", "_")
   if setting in _FIELDS and program:
-    owner = "an actor" if setting in config_lib.ACTOR_SETTINGS else "the learner"
+    owner = "an actor" if setting in ACTOR_SETTINGS else "the learner"
     raise ConfigError(f"unknown flag {name}: it is a setting of {owner}, not of the {program}")
   options = [o for o in parser._option_string_actions if o.startswith("--")]
   close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
@@ -166,9 +153,9 @@ def parser_for(program: str | None, description: str = "", environ=None) -> argp
     titles = {"actor": GROUPS["actor"], **GROUPS, "run": RUN_SETTINGS_TITLE}
   groups = {group: parser.add_argument_group(title) for group, title in titles.items()}
   for field in fields_of(program):
-    switch = type(config_lib.default(field)) is bool  # --fresh, or --fresh false
+    switch = type(default(field)) is bool  # --fresh, or --fresh false
     group = field.metadata["group"]
-    if program == "actor" and field.name in config_lib.RUN_SETTINGS:
+    if program == "actor" and field.name in RUN_SETTINGS:
       group = "run"
     groups[group].add_argument(
       "--" + field.name.replace("_", "-"),
@@ -210,14 +197,14 @@ def parse(
     if text is not None:
       given[field.name] = _parse(field, text)
   source = args.config or _recorded(given.get("run_dir", ""))
-  from_file = presets.read_file(source) if source else {}
+  from_file = files.read_file(source) if source else {}
   env_id = given.get("env_id", from_file.get("env_id", Config.env_id))
   in_file = from_file.pop("preset", "")
   preset = given.get("preset") or in_file or presets.family(env_id)
   base = presets.read(preset)
-  presets.check_layer(f"preset {preset}", {}, base)
+  files.check_layer(f"preset {preset}", {}, base)
   if from_file:
-    presets.check_layer(source, base, from_file)
+    files.check_layer(source, base, from_file)
   return Config(**{**base, **from_file, **given, "preset": preset}), frozenset(given)
 
 
