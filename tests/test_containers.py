@@ -191,7 +191,7 @@ def test_images_are_small_non_root_and_exec_form(images):
   )
 
 
-def test_v2_learner_and_two_actors_on_a_network(images, network):
+def test_learner_and_two_actors_train_in_containers_on_a_network(images, network):
   """Containers on one network: actors find the learner by name."""
   learner = start_learner(images, network)
   actors = [
@@ -250,7 +250,7 @@ def test_the_slim_actor_acts_for_a_learner_with_learner_side_inference(images, n
 NO_JAX = "import importlib.util as u; print('no jax' if u.find_spec('jax') is None else 'jax')"
 
 
-def test_v3_manifest_with_podman_kube_play(images, network, tmp_path):
+def test_the_manifest_trains_with_podman_kube_play(images, network, tmp_path):
   """The local overlay of impala.yml, run by `podman kube play`.
 
   Emulated: podman ignores Services, so the learner pod gets the Service's name as a

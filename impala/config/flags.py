@@ -57,7 +57,7 @@ def fields_of(program: str | None) -> list[dataclasses.Field]:
   return list(_FIELDS.values())
 
 
-def _parse(field: dataclasses.Field, text: str) -> Any:
+def parse_value(field: dataclasses.Field, text: str) -> Any:
   """Turns flag or environment text into the field's type, or raises ConfigError."""
   kind = type(default(field))
   try:
@@ -195,7 +195,7 @@ def parse(
     if text is None:
       text = environ.get(env_name(field))
     if text is not None:
-      given[field.name] = _parse(field, text)
+      given[field.name] = parse_value(field, text)
   source = args.config or _recorded(given.get("run_dir", ""))
   from_file = files.read_file(source) if source else {}
   env_id = given.get("env_id", from_file.get("env_id", Config.env_id))
