@@ -13,7 +13,7 @@ from impala.learner.stopping import Exit, Moment, Rules
 def moment(frames=0, returns=(0.0, 0), terminate=False, out_of_time=False, signalled=None):
   total, count = returns
   votes = Control(1.0, total, count, float(terminate), float(out_of_time))
-  return Moment(votes, frames, signalled or stopping.TERMINATED)
+  return Moment(votes, frames, 0, signalled or stopping.TERMINATED)
 
 
 def test_no_exit_while_no_rule_holds():

@@ -29,9 +29,8 @@ SYNC_PATIENCE = 1.0
 
 
 class Learner:
-  """State + step + the figures of both; `step()` it. `design` says what it learns and
-  how (parts.Design); `intake`, `actors` and `batches` feed it and are counted in its
-  snapshots."""
+  """State + step + their figures. `design` (parts.Design) says what it learns and how;
+  `intake`, `actors` and `batches` feed it and are counted in its snapshots."""
 
   def __init__(
     self, config: Config, design, intake: Intake, actors: ActorRegistry, batches: Batcher
@@ -45,9 +44,8 @@ class Learner:
     self.intake, self.actors, self._batches = intake, actors, batches
     self.run_id = uuid.uuid4().hex[:12]
     self.lock = threading.Lock()
-    # restored_from: the checkpoint this learner resumed from. Actors start at version 0.
-    # lineage: names the run's checkpoint files (its first learner's run id).
-    # seconds_before: the run's time before this process (its clock goes on from there).
+    # restored_from: the checkpoint resumed (actors start at version 0); lineage: names the
+    # run's checkpoints (its first run id); seconds_before: the run's time before this one.
     self.restored_from, state, counters, record = _first_state(config, design)
     self.lineage = record.get("lineage") or self.run_id
     self.seconds_before = float(record.get("seconds", 0.0))
@@ -73,6 +71,10 @@ class Learner:
   def frames(self) -> int:  # environment frames consumed by updates
     return self._frames
 
+  @property
+  def updates(self) -> int:
+    return self._updates
+
   def params_for_actor(self) -> tuple[int, dict]:
     """(version, numpy params) of the newest parameters; waits for the update in flight."""
     with self.lock:
@@ -94,13 +96,11 @@ class Learner:
 
   def step(self, timeout: float = 0.1, terminate: bool = False, out_of_time: bool = False) -> bool:
     """Runs one update; returns whether it did. `terminate` and `out_of_time` are this
-    learner's votes to stop; `votes()` then holds what all learners brought.
-
-    Alone, a learner updates when an input is ready within `timeout` s. Several learners
-    update together, each with an empty share when it got no input within SYNC_PATIENCE
-    s (or votes to stop): one whose actors are gone neither blocks the others nor misses
-    a vote. An update with no input at all changes nothing.
-    """
+    learner's votes to stop; `votes()` then holds what all learners brought. Alone, a
+    learner updates when an input is ready within `timeout` s. Several learners update
+    together, each with an empty share when it got no input within SYNC_PATIENCE s (or
+    votes to stop): one whose actors are gone neither blocks the others nor misses a vote.
+    An update with no input at all changes nothing."""
     alone = self.num_learners == 1
     stopping = terminate or out_of_time
     wait = timeout if alone else 0.0 if stopping else SYNC_PATIENCE

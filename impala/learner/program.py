@@ -147,7 +147,8 @@ class Training:
         save(learner, True, clock.elapsed())
         last_checkpoint = now
       signalled = clock.signalled or stopping.TERMINATED
-      exit = self.rules.after_update(stopping.Moment(learner.votes(), learner.frames, signalled))
+      moment = stopping.Moment(learner.votes(), learner.frames, learner.updates, signalled)
+      exit = self.rules.after_update(moment)
       if exit is not None:
         return exit
 

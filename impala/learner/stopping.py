@@ -37,6 +37,7 @@ class Moment(NamedTuple):
 
   votes: Control  # what all learners brought to it (one learner: its own figures)
   frames: int  # frames of all learners so far
+  updates: int
   signalled: Exit  # the exit a signal asked for, if one did (see votes.terminate)
 
 
