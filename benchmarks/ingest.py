@@ -23,6 +23,7 @@ import time
 from concurrent import futures
 
 import grpc
+import jax.numpy as jnp
 
 from benchmarks import common
 from impala import actor as actor_lib
@@ -129,7 +130,9 @@ def ingest_only(config: Config) -> algorithms.Algorithm:
     specs.UnrollSpec.for_run(config, env),
     distributed.make_mesh(),
   )
-  return real._replace(update=lambda state, batch, control: (state, {}, control))
+  # The learner counts skipped updates: a no-op update skips none.
+  none = jnp.zeros(())
+  return real._replace(update=lambda state, batch, control: (state, {"skipped": none}, control))
 
 
 def bare_grpc_ingest(template, config: Config, stream: bool = False) -> float:

@@ -104,7 +104,7 @@ def run(task: str, seed: int, logdir: str) -> dict:
 
 def random_return(env_id: str, episodes: int = 100, seed: int = 0) -> float:
   """Mean return of a uniformly random policy over `episodes` episodes."""
-  envs = environments.make(env_id, 16)
+  envs = environments.make_batch(env_id, 16)
   rng = np.random.default_rng(seed)
   envs.reset(seed=seed)
   returns, running, done = [], np.zeros(16), np.zeros(16, bool)

@@ -91,7 +91,7 @@ def _flat(env: gym.Env) -> gym.Env:
   )
 
 
-def make(
+def make_batch(
   env_id: str, num_envs: int, env_kwargs: dict | None = None, modules: str = ""
 ) -> gym.vector.VectorEnv:
   """A batch of `num_envs` environments; `reset(seed=...)` them before stepping.
@@ -180,7 +180,7 @@ def spec_of(envs: gym.vector.VectorEnv) -> EnvSpec:
 def describe(env_id: str, env_kwargs: dict | None = None, modules: str = "") -> EnvSpec:
   """The spec of an environment, from one throwaway copy; ConfigError if there is none."""
   try:
-    envs = make(env_id, 1, env_kwargs, modules)
+    envs = make_batch(env_id, 1, env_kwargs, modules)
   except ConfigError:
     raise
   except (gym.error.Error, ImportError, ValueError, TypeError, RuntimeError) as e:

@@ -27,7 +27,7 @@ from impala.policy import Policy, load_params
 def episode_returns(policy: Policy, episodes: int, seed: int) -> np.ndarray:
   """The return of the first episode of each of `episodes` environments stepped together."""
   config = policy.config
-  envs = environments.make(config.env_id, episodes, config.env_kwargs, config.env_module)
+  envs = environments.make_batch(config.env_id, episodes, config.env_kwargs, config.env_module)
   obs, _ = envs.reset(seed=seed)
   policy.reset()
   returns, done = np.zeros(episodes), np.zeros(episodes, bool)

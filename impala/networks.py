@@ -78,7 +78,9 @@ def deep_torso(x):
   return jax.nn.relu(hk.Linear(256)(x))
 
 
-def make(torso: str, hidden_sizes, lstm_size: int, observation_shape, num_actions: int) -> Network:
+def make_network(
+  torso: str, hidden_sizes, lstm_size: int, observation_shape, num_actions: int
+) -> Network:
   """Builds the network for a description (as carried by the handshake)."""
   torso_fn = {
     "mlp": mlp_torso(tuple(hidden_sizes)),
@@ -144,6 +146,6 @@ def make_policy(network: Network, greedy: bool = False, distribution=Categorical
 
 def for_run(config, env) -> Network:
   """The network of a run: `config` a Config, `env` an environments.EnvSpec."""
-  return make(
+  return make_network(
     config.torso, config.hidden_sizes, config.lstm_size, env.observation_shape, env.num_actions
   )

@@ -98,7 +98,7 @@ def test_a_frame_history_that_does_not_fit_is_a_decode_error(pong_unrolls):
 
 
 def test_catch_through_the_adapter_catches_with_a_following_paddle():
-  envs = environments.make("bsuite/catch", 8)
+  envs = environments.make_batch("bsuite/catch", 8)
   assert environments.spec_of(envs) == environments.EnvSpec((10, 5), np.dtype(np.float32), 3)
   obs, _ = envs.reset(seed=0)
   rewards = []

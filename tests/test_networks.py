@@ -20,7 +20,7 @@ CASES = [
 
 @pytest.mark.parametrize("torso,shape,dtype,lstm", CASES)
 def test_shapes_and_step_matches_unroll(torso, shape, dtype, lstm):
-  net = networks.make(torso, (16, 16), lstm, shape, A)
+  net = networks.make_network(torso, (16, 16), lstm, shape, A)
   params = net.init(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
   obs = (
@@ -43,7 +43,7 @@ def test_shapes_and_step_matches_unroll(torso, shape, dtype, lstm):
 
 
 def test_lstm_resets_at_episode_start():
-  net = networks.make("mlp", (8,), 8, (4,), 2)
+  net = networks.make_network("mlp", (8,), 8, (4,), 2)
   params = net.init(jax.random.PRNGKey(1))
   obs = np.random.default_rng(1).normal(size=(1, 4)).astype(np.float32)
   fresh, _ = net.step(params, obs, np.array([False]), net.initial_state(1))
@@ -55,7 +55,7 @@ def test_lstm_resets_at_episode_start():
 
 
 def test_a_reset_zeroes_the_state_of_its_environment_only():
-  net = networks.make("mlp", (8,), 8, (4,), 2)
+  net = networks.make_network("mlp", (8,), 8, (4,), 2)
   params = net.init(jax.random.PRNGKey(1))
   obs = np.random.default_rng(2).normal(size=(2, 4)).astype(np.float32)
   _, state = net.step(params, obs * 3, np.array([False, False]), net.initial_state(2))

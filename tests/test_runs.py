@@ -286,7 +286,7 @@ def test_module_colon_id_trains_and_the_python_api_plays_as_evaluate_does(tmp_pa
   summary = train(tmp_path, "--env-id", f"{CORRIDOR}:Corridor-v0")
   assert summary["reached_target"]
   played = policy.load(str(tmp_path))  # the README's few lines
-  envs = environments.make(f"{CORRIDOR}:Corridor-v0", 20)
+  envs = environments.make_batch(f"{CORRIDOR}:Corridor-v0", 20)
   obs, _ = envs.reset(seed=7)
   returns, done = np.zeros(20), np.zeros(20, bool)
   while not done.all():

@@ -20,7 +20,7 @@ class Stepper:
   def __init__(self, config: Config):
     self.settings = config.run_settings()
     self.unroll_length = config.unroll_length
-    self.envs = environments.make(
+    self.envs = environments.make_batch(
       config.env_id, config.num_envs, config.env_kwargs, config.env_module
     )
     self.env = environments.spec_of(self.envs)
