@@ -89,6 +89,7 @@ class Training:
     self.config, self.parts = config, learner_lib.build(config)
     self.learner = learner = self.parts.learner
     rundir.create(config)
+    say_resumed(learner)
     self.leader = learner.index == 0  # writes the checkpoints
     self._end_process = end_process
     if config.metrics_port:
@@ -130,7 +131,7 @@ class Training:
     finally:
       self.clock.stop()
       if self._finishing.acquire(blocking=False):
-        self._result = (self._finish(exit), exit.status)
+        self._stop(exit)
       else:  # the clock's thread is stopping the run
         self._finished.wait()
     return self._result
@@ -157,10 +158,15 @@ class Training:
     time cap or a signal's grace. The run is over: finished here, and the process ended."""
     if self.learner.num_learners == 1 and self._finishing.acquire(blocking=False):
       exit = self.rules.held(signalled)
-      self._result = (self._finish(exit), exit.status)
+      self._stop(exit)
       print(progress.dumps(self._result[0]), flush=True)
       sys.stderr.flush()
       self._end_process(exit.status)
+
+  def _stop(self, exit: stopping.Exit):
+    """Finishes the run (once: on the main thread or the clock's) and keeps its result."""
+    self._result = (self._finish(exit), exit.status)
+    self._finished.set()
 
   def _finish(self, exit: stopping.Exit) -> dict:
     """Stops serving and acting; the last checkpoint, progress record and summary."""
@@ -184,7 +190,6 @@ class Training:
     result = summary(learner.snapshot(), seconds, exit.reason, final_checkpoint, digest)
     result.update(run_dir=config.run_dir, model=model)
     print(ending(result, config), file=sys.stderr, flush=True)
-    self._finished.set()
     return result
 
 
@@ -197,16 +202,20 @@ def finish_update(learner: Learner, timeout: float) -> bool:
   return not waiter.is_alive()
 
 
-def announce(learner: Learner, config: config_lib.Config, port: int):
-  """The learner's first lines: where it resumed from, where it serves, its settings."""
-  first = learner.snapshot()
-  if first.updates:  # several learners: all resume from learner 0's checkpoint
+def say_resumed(learner: Learner):
+  """Where the learner resumed from, if it did (several learners: all resume from learner
+  0's checkpoint)."""
+  if learner.updates:
     where = f" from {learner.restored_from}" if learner.restored_from else ""
     print(
-      f"resumed{where}: update {first.updates:,}, version {first.version}",
+      f"resumed{where}: update {learner.updates:,}, version {learner.version}",
       file=sys.stderr,
       flush=True,
     )
+
+
+def announce(learner: Learner, config: config_lib.Config, port: int):
+  """Where the learner serves, its settings, its run directory."""
   team = f"learner {learner.index} of {learner.num_learners} " if learner.num_learners > 1 else ""
   print(
     f"{team}learner serving on port {port} (run {learner.run_id}); "
