@@ -146,9 +146,8 @@ def make_sgd_step(
     contribution = jax.tree.map(lambda x: jnp.where(weight > 0, x, 0.0), (grads, metrics))
     flat, unflatten = jax.flatten_util.ravel_pytree((contribution, row))
     (grads, metrics), totals = unflatten(jax.lax.psum(flat, distributed.AXIS))
-    shares = totals[
-      distributed.WEIGHT
-    ]  # devices that took a gradient: each of the mean over its part
+    # Devices that took a gradient: each of the mean over its part.
+    shares = totals[distributed.WEIGHT]
     grads, metrics = jax.tree.map(lambda x: x / jnp.maximum(shares, 1.0), (grads, metrics))
     new, applied = apply(state, grads, metrics)
     state = jax.tree.map(lambda n, o: jnp.where(shares > 0, n, o), new, state)

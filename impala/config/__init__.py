@@ -11,19 +11,15 @@ hand. This package imports nothing heavy: `--help` and a bad flag answer at once
 from impala.config.checks import ACTOR_ID, ACTOR_ID_ALLOWED, MAX_LAYER, ConfigError
 from impala.config.fields import (
   ACTOR_SETTINGS,
-  ALGORITHMS,
   HPARAMS,
-  INFERENCE,
-  LR_SCHEDULES,
-  PRESETS,
   RESUME_SETTINGS,
   RUN_SETTINGS,
   SHARED_SETTINGS,
-  TORSOS,
   Config,
   default,
   read_file,
 )
+from impala.config.setting import ALGORITHMS, INFERENCE, LR_SCHEDULES, PRESETS, TORSOS
 
 __all__ = [
   "ACTOR_ID",

@@ -13,9 +13,6 @@ from impala.config import checks
 from impala.config.checks import ConfigError
 from impala.config.experiment import Experiment
 from impala.config.operation import Operation
-from impala.config.setting import ALGORITHMS, INFERENCE, LR_SCHEDULES, PRESETS, TORSOS
-
-__all__ = ["ALGORITHMS", "INFERENCE", "LR_SCHEDULES", "PRESETS", "TORSOS"]
 
 
 @dataclasses.dataclass

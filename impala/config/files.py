@@ -12,7 +12,8 @@ import math
 import tomllib
 
 from impala.config.checks import ConfigError
-from impala.config.fields import PRESETS, Config, default
+from impala.config.fields import Config, default
+from impala.config.setting import PRESETS
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 # Not settings of a file: where files come from, and the token (prefer a token file).
@@ -106,7 +107,6 @@ def to_toml(config: Config) -> str:
 
 
 def as_toml(value) -> str:
-  """A setting's value as a TOML file holds it."""
   """A setting's value as a TOML file holds it."""
   if isinstance(value, bool):
     return "true" if value else "false"
